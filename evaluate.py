@@ -1,0 +1,59 @@
+"""Evaluate a checkpoint: `python evaluate.py ckpt=<path> [split=test|val]`.
+
+The model, data and task are rebuilt from the config saved in the checkpoint; the
+metrics are printed as a table and written to eval.json next to the checkpoint.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from project.checkpoint import load_checkpoint, load_model_weights
+from project.data.loaders import build_datasets, build_loaders
+from project.distributed import select_device
+from project.errors import UserError, exit_on_user_error
+from project.trainer import trainer_class
+
+log = logging.getLogger("evaluate")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    if cfg.split not in ("test", "val"):
+        raise UserError(f"split={cfg.split!r} is not valid; choose one of: test, val")
+    checkpoint_path = Path(cfg.ckpt)
+    state = load_checkpoint(checkpoint_path)
+    run_cfg = OmegaConf.create(state["config"])
+    device = select_device(run_cfg.trainer.gpus if cfg.gpus is None else cfg.gpus)
+
+    datasets = build_datasets(run_cfg.dataset, (cfg.split,))
+    loader = build_loaders(datasets, run_cfg.loader, seed=run_cfg.seed, device=device)[cfg.split]
+    model = instantiate(run_cfg.model)
+    load_model_weights(model, state["model"], checkpoint_path)
+    trainer = trainer_class(run_cfg.task)(
+        model, None, trainer_cfg=run_cfg.trainer, logger_cfg=run_cfg.logger, device=device
+    )
+    metrics = trainer.evaluate(loader, prefix=cfg.split)
+
+    width = max(len(name) for name in metrics)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
+    lines += [f"{name:<{width}}  {value:.4f}" for name, value in metrics.items()]
+    print("\n".join(lines))
+    output = checkpoint_path.with_name("eval.json")
+    report = {"checkpoint": str(checkpoint_path), "split": cfg.split, "epoch": state.get("epoch"), "metrics": metrics}
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    log.info("wrote %s", output)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    with exit_on_user_error():
+        evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

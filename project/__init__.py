@@ -1,0 +1,3 @@
+"""A config-driven PyTorch training template."""
+
+__version__ = "0.1.0"

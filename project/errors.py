@@ -1,0 +1,37 @@
+"""Errors a user can fix, and how entry points report them.
+
+A `UserError` means bad input (a config value, a missing or corrupt file). Entry points
+turn it into one line on stderr and exit code 2, never a traceback: the message is the
+whole story, and nothing already written is touched.
+"""
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+USER_ERROR_EXIT_CODE = 2
+
+
+class UserError(Exception):
+    """Bad input; the message names the key, file or value and what would be valid."""
+
+
+def _record_in_log_files(message: str) -> None:
+    # The console gets the message from stderr below; the run's log file gets it too,
+    # so train.log says why the run stopped, without printing the line twice.
+    record = logging.LogRecord("project", logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+@contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    try:
+        yield
+    except UserError as error:
+        message = f"error: {error}"
+        _record_in_log_files(message)
+        print(message, file=sys.stderr, flush=True)
+        sys.exit(USER_ERROR_EXIT_CODE)

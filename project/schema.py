@@ -1,0 +1,111 @@
+"""Typed schemas for the trainer, checkpoint, loader and logger config groups.
+
+Registered in Hydra's ConfigStore under `schema/<group>`; each YAML of those groups
+lists its schema first in its defaults. OmegaConf then rejects a wrong type at compose
+time (`trainer.gpus=abc`) and a misspelt key (`trainer.max_epoch=3`). Ranges and choices
+cannot be expressed in a dataclass type, so each field carries them in its metadata and
+`validate_config` checks them before any work starts.
+"""
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from project.errors import UserError
+
+
+def _field(default: Any, **rules: Any) -> Any:
+    """A dataclass field with validation rules: min, max, below (exclusive max), choices."""
+    return field(default=default, metadata=rules)
+
+
+@dataclass
+class EarlyStoppingConfig:
+    patience: int = _field(0, min=0)  # validations without improvement before stopping; 0 = off
+    min_delta: float = _field(0.0, min=0.0)  # smallest change of the monitored metric that counts
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = _field(8, min=1)
+    gpus: int = _field(0, min=0)
+    precision: str = _field("32", choices=("32", "bf16-mixed", "16-mixed"))
+    accumulate_grad_batches: int = _field(1, min=1)
+    gradient_clip_val: float = _field(0.0, min=0.0)  # max total grad norm; 0 = off
+    deterministic: bool = False
+    limit_train_batches: int | None = _field(None, min=1)  # null = all
+    limit_val_batches: int | None = _field(None, min=0)  # null = all, 0 = no validation
+    check_val_every_n_epoch: int = _field(1, min=1)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+
+
+@dataclass
+class CheckpointConfig:
+    monitor: str = "val/acc"
+    mode: str = _field("max", choices=("min", "max"))
+    save_last: bool = True
+
+
+@dataclass
+class LoaderConfig:
+    batch_size: int = _field(128, min=1)
+    eval_batch_size: int | None = _field(None, min=1)  # null = 2 x batch_size
+    num_workers: int = _field(0, min=0)
+    pin_memory: bool | None = None  # null = on when training on CUDA
+    persistent_workers: bool = True
+    prefetch_factor: int | None = _field(None, min=1)  # null = PyTorch's default (2)
+    drop_last: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    tensorboard: bool = True
+    log_every_n_steps: int = _field(50, min=1)
+    progress_bar: bool | None = None  # null = on when stderr is a terminal
+
+
+SCHEMAS: dict[str, type] = {
+    "trainer": TrainerConfig,
+    "checkpoint": CheckpointConfig,
+    "loader": LoaderConfig,
+    "logger": LoggerConfig,
+}
+
+
+def register_schemas() -> None:
+    store = ConfigStore.instance()
+    for group, schema in SCHEMAS.items():
+        store.store(group=f"schema/{group}", name="base", node=schema)
+
+
+def _check(key: str, value: Any, rules: dict[str, Any]) -> None:
+    if value is None:
+        return
+    if "choices" in rules and value not in rules["choices"]:
+        valid = ", ".join(str(choice) for choice in rules["choices"])
+        raise UserError(f"{key}={value!r} is not valid; choose one of: {valid}")
+    if "min" in rules and value < rules["min"]:
+        raise UserError(f"{key}={value} is out of range: must be >= {rules['min']}")
+    if "max" in rules and value > rules["max"]:
+        raise UserError(f"{key}={value} is out of range: must be <= {rules['max']}")
+    if "below" in rules and value >= rules["below"]:
+        raise UserError(f"{key}={value} is out of range: must be < {rules['below']}")
+
+
+def _validate_node(prefix: str, node: DictConfig, schema: type) -> None:
+    for schema_field in fields(schema):
+        key = f"{prefix}.{schema_field.name}"
+        value = node[schema_field.name]
+        if is_dataclass(schema_field.type):
+            _validate_node(key, value, schema_field.type)
+        elif schema_field.metadata:
+            _check(key, value, dict(schema_field.metadata))
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Check ranges and choices of every schema-backed group present in `cfg`."""
+    for group, schema in SCHEMAS.items():
+        if group in cfg:
+            _validate_node(group, cfg[group], schema)

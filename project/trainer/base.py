@@ -1,0 +1,303 @@
+"""BaseTrainer: the training loop every task shares.
+
+A task subclass implements only `training_step` and `validation_step` (see
+classification.py). Everything else lives here: epochs, mixed precision, gradient
+accumulation and clipping, LR schedules, validation with sample-weighted metrics, early
+stopping, checkpoints, progress bars, Python logging and TensorBoard.
+
+The per-step path is kept lean on purpose (no .item(), no formatting, no TensorBoard
+call except every `log_every_n_steps`): benchmarks/overhead.py holds it to within a few
+percent of a hand-written loop.
+"""
+
+import contextlib
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.utils.data import DataLoader
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from project.checkpoint import CheckpointPolicy
+from project.errors import UserError
+from project.trainer.early_stopping import EarlyStopping
+from project.trainer.progress import progress_bar, progress_bar_enabled
+from project.trainer.run_logger import RunLogger
+
+log = logging.getLogger(__name__)
+
+AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors anywhere in nested tuples, lists and dicts go to `device`."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, list | tuple):
+        return type(batch)(move_to_device(item, device) for item in batch)
+    if isinstance(batch, dict):
+        return {key: move_to_device(value, device) for key, value in batch.items()}
+    return batch
+
+
+class BaseTrainer:
+    """Owns the loop; subclasses say what one step computes.
+
+    `trainer_cfg` and `logger_cfg` follow `TrainerConfig` and `LoggerConfig` in
+    project/schema.py (a DictConfig from Hydra, or the dataclasses themselves).
+    `run_config` is the resolved run config, stored in checkpoints and TensorBoard.
+    """
+
+    #: Names of the metrics `validation_step` returns, logged with a "val/" prefix.
+    validation_metrics: tuple[str, ...] = ("loss",)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        scheduler: Any = None,
+        *,
+        trainer_cfg: Any,
+        logger_cfg: Any,
+        device: torch.device,
+        run_dir: Path | None = None,
+        checkpoint_policy: CheckpointPolicy | None = None,
+        run_config: dict[str, Any] | None = None,
+    ):
+        self.cfg = trainer_cfg
+        self.device = device
+        self.model = model.to(device)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.run_dir = run_dir
+        self.checkpoint_policy = checkpoint_policy
+        self.run_config = run_config or {}
+        self.log_every_n_steps = logger_cfg.log_every_n_steps
+        self.show_progress = progress_bar_enabled(logger_cfg.progress_bar)
+        self.run_logger = RunLogger(run_dir, tensorboard=logger_cfg.tensorboard)
+        self.early_stopping = EarlyStopping(
+            mode=checkpoint_policy.mode if checkpoint_policy else "max",
+            patience=trainer_cfg.early_stopping.patience,
+            min_delta=trainer_cfg.early_stopping.min_delta,
+        )
+
+        dtype = AUTOCAST_DTYPES.get(str(trainer_cfg.precision))
+        # nullcontext for fp32: entering a disabled autocast still costs microseconds a step.
+        self.autocast = (
+            (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
+        )
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range.
+        self.scaler = torch.amp.GradScaler(device.type) if trainer_cfg.precision == "16-mixed" else None
+
+        self.epoch = 0  # completed epochs
+        self.global_step = 0  # completed optimizer steps
+        self.last_metrics: dict[str, float] = {}
+
+    # ---- what a task implements -------------------------------------------------------
+
+    def training_step(self, batch: Any) -> tuple[Tensor, int]:
+        """Return the mean loss of the batch and the number of samples in it."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: Any) -> tuple[dict[str, Tensor], int]:
+        """Return metric *sums* over the batch (e.g. summed loss, correct count) and its
+        sample count; the trainer divides totals by the total count, so the epoch value is
+        exactly the per-sample mean whatever the batch sizes."""
+        raise NotImplementedError
+
+    # ---- the loop -----------------------------------------------------------------------
+
+    def fit(self, train_loader: DataLoader, val_loader: DataLoader | None = None) -> dict[str, float]:
+        """Train up to `max_epochs`; return the last epoch's metrics (plus the best score)."""
+        monitor = self.checkpoint_policy.monitor if self.checkpoint_policy else None
+        if monitor is not None:
+            self._check_monitor(monitor, validating=val_loader is not None)
+        log.info(
+            "training %s: %d epochs, %d batches per epoch of %d samples, device %s, precision %s",
+            type(self.model).__name__,
+            self.cfg.max_epochs,
+            self._num_batches(train_loader, self.cfg.limit_train_batches),
+            train_loader.batch_size or 0,
+            self.device,
+            self.cfg.precision,
+        )
+        try:
+            with logging_redirect_tqdm():
+                while self.epoch < self.cfg.max_epochs:
+                    if self._run_epoch(train_loader, val_loader):
+                        break
+            metrics = dict(self.last_metrics)
+            if self.checkpoint_policy and self.checkpoint_policy.best_score is not None:
+                metrics[f"best/{monitor}"] = self.checkpoint_policy.best_score
+            self.run_logger.hyperparameters(self.run_config, metrics)
+            return metrics
+        finally:
+            self.run_logger.close()
+
+    def _run_epoch(self, train_loader: DataLoader, val_loader: DataLoader | None) -> bool:
+        """One epoch of training, then validation and checkpoints; True means stop."""
+        metrics = self.train_epoch(train_loader)
+        validating = (
+            val_loader is not None
+            and self.cfg.limit_val_batches != 0
+            and (self.epoch + 1) % self.cfg.check_val_every_n_epoch == 0
+        )
+        if validating:
+            metrics.update(self.evaluate(val_loader, prefix="val", limit=self.cfg.limit_val_batches))
+        self.epoch += 1
+        self.last_metrics = metrics
+        self.run_logger.scalars(metrics, step=self.global_step)
+        log.info("epoch %d/%d %s", self.epoch, self.cfg.max_epochs, format_metrics(metrics))
+
+        if not validating:
+            return False
+        monitor = self.checkpoint_policy.monitor if self.checkpoint_policy else "val/loss"
+        score = metrics.get(monitor, math.nan)
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step(score)
+        if self.checkpoint_policy:
+            self.checkpoint_policy.on_validation_end(metrics, self.training_state())
+        if self.early_stopping.update(score):
+            log.info(
+                "early stopping: %s has not improved by more than %g for %d validations",
+                monitor,
+                self.early_stopping.min_delta,
+                self.early_stopping.patience,
+            )
+            return True
+        return False
+
+    def train_epoch(self, loader: DataLoader) -> dict[str, float]:
+        self.model.train()
+        num_batches = self._num_batches(loader, self.cfg.limit_train_batches)
+        accumulate = self.cfg.accumulate_grad_batches
+        bar = progress_bar(num_batches, f"epoch {self.epoch + 1}/{self.cfg.max_epochs}", self.show_progress)
+        losses: list[Tensor] = []
+        counts: list[int] = []
+        data_wait = 0.0
+        epoch_start = fetch_start = time.perf_counter()
+        for batch_index, batch in enumerate(loader):
+            data_wait += time.perf_counter() - fetch_start
+            batch = move_to_device(batch, self.device)
+            with self.autocast():
+                loss, count = self.training_step(batch)
+            scaled = loss / accumulate if accumulate > 1 else loss
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            last_batch = batch_index + 1 == num_batches
+            if (batch_index + 1) % accumulate == 0 or last_batch:
+                self.optimizer_step()
+                if self.global_step % self.log_every_n_steps == 0:
+                    self._log_step(loss, bar)
+            losses.append(loss.detach())
+            counts.append(count)
+            bar.update()
+            if last_batch:
+                break
+            fetch_start = time.perf_counter()
+        bar.close()
+        elapsed = time.perf_counter() - epoch_start
+        samples = sum(counts)
+        weights = torch.tensor(counts, dtype=torch.float64, device=self.device)
+        mean_loss = (torch.stack(losses).double() * weights).sum() / samples
+        return {
+            "train/loss": mean_loss.item(),
+            "train/samples_per_sec": samples / elapsed,
+            "train/data_wait_fraction": data_wait / elapsed,
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+
+    def optimizer_step(self) -> None:
+        clip = self.cfg.gradient_clip_val
+        if self.scaler:
+            if clip > 0:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
+                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            if clip > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step()
+        self.global_step += 1
+
+    @torch.no_grad()
+    def evaluate(self, loader: DataLoader, prefix: str = "val", limit: int | None = None) -> dict[str, float]:
+        """Run `validation_step` over `loader`; metrics are per-sample means, `<prefix>/<name>`."""
+        self.model.eval()
+        num_batches = self._num_batches(loader, limit)
+        bar = progress_bar(num_batches, prefix, self.show_progress)
+        totals: dict[str, Tensor] = {}
+        samples = 0
+        for batch_index, batch in enumerate(loader):
+            if batch_index == num_batches:
+                break
+            with self.autocast():
+                sums, count = self.validation_step(move_to_device(batch, self.device))
+            for name, value in sums.items():
+                value = value.detach().double()
+                totals[name] = totals[name] + value if name in totals else value
+            samples += count
+            bar.update()
+            if self.show_progress and batch_index % 10 == 0:
+                bar.set_postfix({name: f"{(total / samples).item():.4f}" for name, total in totals.items()})
+        bar.close()
+        if samples == 0:
+            raise UserError(f"the {prefix} split produced no batches; check its size and loader.batch_size")
+        return {f"{prefix}/{name}": (total / samples).item() for name, total in totals.items()}
+
+    # ---- state ---------------------------------------------------------------------------
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything a checkpoint holds besides the policy's own state."""
+        return {
+            "config": self.run_config,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "early_stopping": self.early_stopping.state_dict(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+        }
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _check_monitor(self, monitor: str, validating: bool) -> None:
+        available = [f"val/{name}" for name in self.validation_metrics] + ["train/loss"]
+        if monitor not in available:
+            raise UserError(f"checkpoint.monitor={monitor!r} is not a metric of this task; choose one of: {', '.join(available)}")
+        if monitor.startswith("val/") and not validating:
+            raise UserError(f"checkpoint.monitor={monitor!r} needs validation, but there is no validation loader")
+
+    @staticmethod
+    def _num_batches(loader: DataLoader, limit: int | None) -> int:
+        return len(loader) if limit is None else min(limit, len(loader))
+
+    def _log_step(self, loss: Tensor, bar) -> None:
+        value = loss.item()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.run_logger.scalars({"train/loss_step": value, "train/lr_step": lr}, self.global_step)
+        # The last validation result rides along so the bar shows loss and metric together.
+        shown = {"loss": f"{value:.4f}", "lr": f"{lr:.3g}"}
+        shown.update({name: f"{v:.4f}" for name, v in self.last_metrics.items() if name.startswith("val/")})
+        bar.set_postfix(shown, refresh=False)
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    parts = []
+    for name, value in metrics.items():
+        if name.endswith("fraction"):
+            parts.append(f"{name}={value:.1%}")
+        elif name.endswith("per_sec"):
+            parts.append(f"{name}={value:.0f}")
+        else:
+            parts.append(f"{name}={value:.4g}")
+    return " ".join(parts)

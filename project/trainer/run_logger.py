@@ -1,0 +1,51 @@
+"""TensorBoard output of a run: scalars, and hyper-parameters with the final metrics."""
+
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+
+def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a/b": 1}; values TensorBoard's hparams cannot show become strings."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, prefix=f"{name}/"))
+        elif isinstance(value, bool | int | float | str):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class RunLogger:
+    """Writes TensorBoard events into the run folder; a no-op when disabled or not rank 0."""
+
+    def __init__(self, run_dir: Path | None, tensorboard: bool = True):
+        self.writer = SummaryWriter(log_dir=str(run_dir)) if tensorboard and run_dir else None
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        if self.writer is None:
+            return
+        for name, value in values.items():
+            self.writer.add_scalar(name, value, step)
+
+    def hyperparameters(self, config: dict[str, Any], metrics: dict[str, float]) -> None:
+        """The run's flattened config next to its final metrics (TensorBoard's HPARAMS tab).
+
+        Written into the run's own event file, not the sub-folder `add_hparams` would make,
+        so one run stays one folder.
+        """
+        if self.writer is None:
+            return
+        experiment, start, end = hparams_summary(flatten_config(config), metrics)
+        for summary in (experiment, start, end):
+            self.writer.file_writer.add_summary(summary)
+        self.scalars(metrics, step=0)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

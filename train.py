@@ -1,0 +1,71 @@
+"""Train a model: `python train.py [group=option ...] [key=value ...]`.
+
+Composes the config (configs/train.yaml), builds the data, model, optimizer and
+scheduler from it, and hands them to the task's trainer. All logic lives in project/.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from project.checkpoint import CheckpointPolicy
+from project.data.loaders import build_datasets, build_loaders
+from project.distributed import select_device
+from project.errors import exit_on_user_error
+from project.optim import build_optimizer, build_scheduler
+from project.schema import register_schemas, validate_config
+from project.seeding import make_deterministic, seed_everything
+from project.trainer import trainer_class
+
+log = logging.getLogger("train")
+register_schemas()
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    validate_config(cfg)
+    OmegaConf.resolve(cfg)  # the checkpoint and TensorBoard record concrete values
+    run_dir = Path(cfg.paths.output_dir)
+    device = select_device(cfg.trainer.gpus)
+    seed_everything(cfg.seed)
+    make_deterministic(cfg.trainer.deterministic, on_cuda=device.type == "cuda")
+    task_trainer = trainer_class(cfg.task)
+
+    datasets = build_datasets(cfg.dataset, ("train", "val"))
+    loaders = build_loaders(datasets, cfg.loader, seed=cfg.seed, device=device)
+    model = instantiate(cfg.model)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    batches = len(loaders["train"]) if cfg.trainer.limit_train_batches is None else min(cfg.trainer.limit_train_batches, len(loaders["train"]))
+    steps_per_epoch = -(-batches // cfg.trainer.accumulate_grad_batches)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch=steps_per_epoch, max_epochs=cfg.trainer.max_epochs)
+
+    trainer = task_trainer(
+        model,
+        optimizer,
+        scheduler,
+        trainer_cfg=cfg.trainer,
+        logger_cfg=cfg.logger,
+        device=device,
+        run_dir=run_dir,
+        checkpoint_policy=CheckpointPolicy(run_dir, **cfg.checkpoint),
+        run_config=OmegaConf.to_container(cfg),
+    )
+    metrics = trainer.fit(loaders["train"], loaders["val"])
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    log.info("run folder: %s", run_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    with exit_on_user_error():
+        metrics = train(cfg)
+    # Hydra sweepers (Optuna) optimize the value main returns.
+    return metrics.get(cfg.checkpoint.monitor)
+
+
+if __name__ == "__main__":
+    main()
