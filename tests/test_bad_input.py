@@ -1,0 +1,55 @@
+"""Bad input ends with a short message naming the key or file, no traceback, non-zero exit."""
+
+import pytest
+
+from project.errors import USER_ERROR_EXIT_CODE
+from tests.conftest import run_script
+
+
+def assert_no_traceback(result):
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_unknown_group_option_lists_the_available_ones(tmp_path):
+    result = run_script("train.py", "model=nope", f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert "Could not find 'model/nope'" in result.stderr
+    assert "Available options in 'model':" in result.stderr and "cnn" in result.stderr
+    assert_no_traceback(result)
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    result = run_script("train.py", "trainer.gpus=abc", f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert "full_key: trainer.gpus" in result.stderr
+    assert "'abc'" in result.stderr
+    assert_no_traceback(result)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_out_of_range_value_stops_before_any_work(tmp_path):
+    result = run_script("train.py", "trainer.max_epochs=-1", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == USER_ERROR_EXIT_CODE
+    assert result.stderr.strip() == "error: trainer.max_epochs=-1 is out of range: must be >= 1"
+    assert_no_traceback(result)
+    assert not (tmp_path / "checkpoints").exists()
+    assert "out of range" in (tmp_path / "train.log").read_text()
+
+
+def test_evaluate_with_a_missing_checkpoint_names_the_path(tmp_path):
+    result = run_script("evaluate.py", "ckpt=missing.pt", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == USER_ERROR_EXIT_CODE
+    assert result.stderr.strip() == "error: checkpoint not found: missing.pt"
+    assert_no_traceback(result)
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint at all", b"PK\x03\x04truncated zip"])
+def test_evaluate_with_a_corrupt_checkpoint_names_the_file(tmp_path, content):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(content)
+    result = run_script("evaluate.py", f"ckpt={corrupt}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert result.returncode == USER_ERROR_EXIT_CODE
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot read checkpoint {corrupt}")
+    assert_no_traceback(result)
+    assert corrupt.read_bytes() == content  # nothing overwritten
