@@ -43,7 +43,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     lines += [f"{name:<{width}}  {value:.4f}" for name, value in metrics.items()]
     print("\n".join(lines))
     output = checkpoint_path.with_name("eval.json")
-    report = {"checkpoint": str(checkpoint_path), "split": cfg.split, "epoch": state.get("epoch"), "metrics": metrics}
+    report = {
+        "checkpoint": str(checkpoint_path),
+        "split": cfg.split,
+        "epoch": state.get("epoch"),
+        "metrics": metrics,
+    }
     output.write_text(json.dumps(report, indent=2) + "\n")
     log.info("wrote %s", output)
     return metrics

@@ -38,9 +38,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loaders = build_loaders(datasets, cfg.loader, seed=cfg.seed, device=device)
     model = instantiate(cfg.model)
     optimizer = build_optimizer(cfg.optimizer, model)
-    batches = len(loaders["train"]) if cfg.trainer.limit_train_batches is None else min(cfg.trainer.limit_train_batches, len(loaders["train"]))
+    batches = (
+        len(loaders["train"])
+        if cfg.trainer.limit_train_batches is None
+        else min(cfg.trainer.limit_train_batches, len(loaders["train"]))
+    )
     steps_per_epoch = -(-batches // cfg.trainer.accumulate_grad_batches)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch=steps_per_epoch, max_epochs=cfg.trainer.max_epochs)
+    scheduler = build_scheduler(
+        cfg.scheduler, optimizer, steps_per_epoch=steps_per_epoch, max_epochs=cfg.trainer.max_epochs
+    )
 
     trainer = task_trainer(
         model,

@@ -56,10 +56,16 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot read checkpoint {path}: corrupt or not a checkpoint ({reason})") from None
+        reason = (
+            str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        )
+        raise UserError(
+            f"cannot read checkpoint {path}: corrupt or not a checkpoint ({reason})"
+        ) from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
-        raise UserError(f"{path} is not a checkpoint of this project (missing {', '.join(REQUIRED_KEYS)})")
+        raise UserError(
+            f"{path} is not a checkpoint of this project (missing {', '.join(REQUIRED_KEYS)})"
+        )
     if state["format_version"] > FORMAT_VERSION:
         raise UserError(
             f"{path} has checkpoint format {state['format_version']}, newer than this code "
@@ -106,7 +112,9 @@ class CheckpointPolicy:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score = state.get("best_score")
 
-    def on_validation_end(self, metrics: dict[str, float], training_state: dict[str, Any]) -> list[Path]:
+    def on_validation_end(
+        self, metrics: dict[str, float], training_state: dict[str, Any]
+    ) -> list[Path]:
         """Write the checkpoints this epoch calls for; returns the paths written."""
         written = []
         score = metrics.get(self.monitor)

@@ -13,9 +13,13 @@ def select_device(gpus: int) -> torch.device:
         return torch.device("cpu")
     available = torch.cuda.device_count()
     if gpus > available:
-        raise UserError(f"trainer.gpus={gpus} but this machine has {available} CUDA device(s); use trainer.gpus=0 for the CPU")
+        raise UserError(
+            f"trainer.gpus={gpus} but this machine has {available} CUDA device(s); use trainer.gpus=0 for the CPU"
+        )
     if gpus > 1:
-        raise UserError(f"trainer.gpus={gpus}: multi-GPU training is not implemented yet; use trainer.gpus=1")
+        raise UserError(
+            f"trainer.gpus={gpus}: multi-GPU training is not implemented yet; use trainer.gpus=1"
+        )
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
 

@@ -41,12 +41,24 @@ def build_optimizer(optimizer_cfg: DictConfig, model: nn.Module) -> torch.optim.
     return instantiate(optimizer_cfg)(parameter_groups(model))
 
 
-def build_scheduler(scheduler_cfg: DictConfig, optimizer: torch.optim.Optimizer, *, steps_per_epoch: int, max_epochs: int):
-    return instantiate(scheduler_cfg)(optimizer, total_steps=steps_per_epoch * max_epochs, steps_per_epoch=steps_per_epoch)
+def build_scheduler(
+    scheduler_cfg: DictConfig,
+    optimizer: torch.optim.Optimizer,
+    *,
+    steps_per_epoch: int,
+    max_epochs: int,
+):
+    return instantiate(scheduler_cfg)(
+        optimizer, total_steps=steps_per_epoch * max_epochs, steps_per_epoch=steps_per_epoch
+    )
 
 
 def cosine_with_warmup(
-    optimizer, total_steps: int, steps_per_epoch: int, warmup_epochs: float = 1.0, min_lr_ratio: float = 0.0
+    optimizer,
+    total_steps: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 1.0,
+    min_lr_ratio: float = 0.0,
 ) -> LRScheduler:
     """Linear warmup from ~0 to the base LR, then cosine decay to `min_lr_ratio` x base LR."""
     warmup_steps = min(round(warmup_epochs * steps_per_epoch), total_steps - 1)
@@ -55,12 +67,16 @@ def cosine_with_warmup(
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (
+            1 + math.cos(math.pi * min(progress, 1.0))
+        )
 
     return LambdaLR(optimizer, factor)
 
 
-def step_decay(optimizer, total_steps: int, steps_per_epoch: int, step_epochs: int = 3, gamma: float = 0.1) -> LRScheduler:
+def step_decay(
+    optimizer, total_steps: int, steps_per_epoch: int, step_epochs: int = 3, gamma: float = 0.1
+) -> LRScheduler:
     """Multiply the LR by `gamma` every `step_epochs` epochs."""
     return StepLR(optimizer, step_size=step_epochs * steps_per_epoch, gamma=gamma)
 
@@ -73,7 +89,12 @@ def one_cycle(
 
 
 def reduce_on_plateau(
-    optimizer, total_steps: int, steps_per_epoch: int, mode: str = "max", factor: float = 0.1, patience: int = 2
+    optimizer,
+    total_steps: int,
+    steps_per_epoch: int,
+    mode: str = "max",
+    factor: float = 0.1,
+    patience: int = 2,
 ) -> ReduceLROnPlateau:
     """Divide the LR when the monitored validation metric stops improving."""
     return ReduceLROnPlateau(optimizer, mode=mode, factor=factor, patience=patience)

@@ -25,7 +25,9 @@ FAST_TRAINING = [
 register_schemas()
 
 
-def run_script(script: str, *overrides: str, cwd: Path = REPO_ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_script(
+    script: str, *overrides: str, cwd: Path = REPO_ROOT, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """`python <script> <overrides>` as a user would type it; output captured as text."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
     env.pop("PROJECT_ROOT", None)
@@ -39,10 +41,16 @@ def run_script(script: str, *overrides: str, cwd: Path = REPO_ROOT, timeout: flo
     )
 
 
-def compose_config(config_name: str = "train", overrides: list[str] | None = None, return_hydra_config: bool = False):
+def compose_config(
+    config_name: str = "train",
+    overrides: list[str] | None = None,
+    return_hydra_config: bool = False,
+):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name, overrides=overrides or [], return_hydra_config=return_hydra_config)
+        return compose(
+            config_name, overrides=overrides or [], return_hydra_config=return_hydra_config
+        )
 
 
 @pytest.fixture(scope="session")

@@ -53,3 +53,15 @@ def test_evaluate_with_a_corrupt_checkpoint_names_the_file(tmp_path, content):
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot read checkpoint {corrupt}")
     assert_no_traceback(result)
     assert corrupt.read_bytes() == content  # nothing overwritten
+
+
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="checks the message on a machine without CUDA"
+)
+def test_asking_for_a_gpu_on_a_machine_without_one(tmp_path):
+    result = run_script("train.py", "trainer.gpus=1", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == USER_ERROR_EXIT_CODE
+    assert (
+        result.stderr.strip()
+        == "error: trainer.gpus=1 but this machine has 0 CUDA device(s); use trainer.gpus=0 for the CPU"
+    )

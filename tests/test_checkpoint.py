@@ -11,7 +11,12 @@ from project.errors import UserError
 
 
 def valid_state(**extra):
-    return {"format_version": FORMAT_VERSION, "config": {"seed": 1}, "model": {"w": torch.ones(2)}, **extra}
+    return {
+        "format_version": FORMAT_VERSION,
+        "config": {"seed": 1},
+        "model": {"w": torch.ones(2)},
+        **extra,
+    }
 
 
 def test_atomic_save_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -47,7 +52,9 @@ def test_truncated_file(tmp_path):
     path = tmp_path / "last.pt"
     atomic_save(valid_state(), path)
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(UserError, match=f"cannot read checkpoint {path}: corrupt or not a checkpoint"):
+    with pytest.raises(
+        UserError, match=f"cannot read checkpoint {path}: corrupt or not a checkpoint"
+    ):
         load_checkpoint(path)
 
 
@@ -80,5 +87,7 @@ def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path, capsys):
 
 def test_weights_of_another_architecture_name_the_file(tmp_path):
     weights = nn.Linear(4, 2).state_dict()
-    with pytest.raises(UserError, match=r"ckpt.pt does not fit the model Linear: Error\(s\) in loading state_dict"):
+    with pytest.raises(
+        UserError, match=r"ckpt.pt does not fit the model Linear: Error\(s\) in loading state_dict"
+    ):
         load_model_weights(nn.Linear(5, 2), weights, tmp_path / "ckpt.pt")

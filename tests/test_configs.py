@@ -1,22 +1,36 @@
 """Every config option composes, schemas reject bad types, range checks name the key."""
 
 import pytest
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
-from hydra.errors import ConfigCompositionException
 
 from project.errors import UserError
 from project.schema import validate_config
 from tests.conftest import CONFIG_DIR, compose_config
 
-GROUPS = ["dataset", "model", "trainer", "loader", "optimizer", "scheduler", "checkpoint", "logger", "paths", "experiment", "debug"]
+GROUPS = [
+    "dataset",
+    "model",
+    "trainer",
+    "loader",
+    "optimizer",
+    "scheduler",
+    "checkpoint",
+    "logger",
+    "paths",
+    "experiment",
+    "debug",
+]
 
 
 def options(group: str) -> list[str]:
     return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("group,option", [(group, option) for group in GROUPS for option in options(group)])
+@pytest.mark.parametrize(
+    "group,option", [(group, option) for group in GROUPS for option in options(group)]
+)
 def test_every_group_option_composes_and_validates(group, option):
     cfg = compose_config("train", [f"{group}={option}"])
     validate_config(cfg)
@@ -62,7 +76,9 @@ def test_evaluate_config_requires_a_checkpoint():
 def test_hydra_run_folders_and_log_file():
     cfg = compose_config("train", return_hydra_config=True)
     assert "logs/train/runs/" in cfg.hydra.run.dir
-    log_file = OmegaConf.to_container(cfg.hydra.job_logging, resolve=False)["handlers"]["file"]["filename"]
+    log_file = OmegaConf.to_container(cfg.hydra.job_logging, resolve=False)["handlers"]["file"][
+        "filename"
+    ]
     assert log_file == "${hydra.runtime.output_dir}/${hydra.job.name}.log"
     assert cfg.hydra.job.chdir is False
 
@@ -99,8 +115,14 @@ def test_schema_rejects_misspelt_keys():
         ("trainer.gpus=-2", "trainer.gpus=-2 is out of range: must be >= 0"),
         ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0 is out of range"),
         ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1.0 is out of range"),
-        ("trainer.early_stopping.patience=-1", "trainer.early_stopping.patience=-1 is out of range"),
-        ("trainer.precision=64", "trainer.precision='64' is not valid; choose one of: 32, bf16-mixed, 16-mixed"),
+        (
+            "trainer.early_stopping.patience=-1",
+            "trainer.early_stopping.patience=-1 is out of range",
+        ),
+        (
+            "trainer.precision=64",
+            "trainer.precision='64' is not valid; choose one of: 32, bf16-mixed, 16-mixed",
+        ),
         ("checkpoint.mode=best", "checkpoint.mode='best' is not valid; choose one of: min, max"),
         ("loader.batch_size=0", "loader.batch_size=0 is out of range: must be >= 1"),
         ("loader.num_workers=-1", "loader.num_workers=-1 is out of range"),

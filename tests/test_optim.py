@@ -23,7 +23,9 @@ def lrs(scheduler, optimizer, steps):
 
 def test_cosine_warms_up_linearly_then_decays_to_the_floor():
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = cosine_with_warmup(optimizer, total_steps=20, steps_per_epoch=5, warmup_epochs=1, min_lr_ratio=0.1)
+    scheduler = cosine_with_warmup(
+        optimizer, total_steps=20, steps_per_epoch=5, warmup_epochs=1, min_lr_ratio=0.1
+    )
     values = lrs(scheduler, optimizer, 21)
     assert values[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
     assert all(later <= earlier for earlier, later in zip(values[5:], values[6:], strict=False))
@@ -45,7 +47,9 @@ def test_every_scheduler_config_builds_steps_and_saves_with_weights_only(name):
     buffer = io.BytesIO()
     torch.save(scheduler.state_dict(), buffer)
     buffer.seek(0)
-    restored = build_scheduler(cfg.scheduler, build_optimizer(cfg.optimizer, model), steps_per_epoch=10, max_epochs=3)
+    restored = build_scheduler(
+        cfg.scheduler, build_optimizer(cfg.optimizer, model), steps_per_epoch=10, max_epochs=3
+    )
     restored.load_state_dict(torch.load(buffer, weights_only=True))
     assert restored.state_dict()["last_epoch"] == scheduler.state_dict()["last_epoch"]
 
@@ -54,7 +58,12 @@ def test_weight_decay_skips_biases_and_norm_layers():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
     decay, no_decay = parameter_groups(model)
     assert {id(p) for p in decay["params"]} == {id(model[0].weight), id(model[3].weight)}
-    assert {id(p) for p in no_decay["params"]} == {id(model[0].bias), id(model[1].weight), id(model[1].bias), id(model[3].bias)}
+    assert {id(p) for p in no_decay["params"]} == {
+        id(model[0].bias),
+        id(model[1].weight),
+        id(model[1].bias),
+        id(model[3].bias),
+    }
     assert no_decay["weight_decay"] == 0.0
     optimizer = build_optimizer(compose_config("train").optimizer, model)
     assert [group["weight_decay"] for group in optimizer.param_groups] == [5e-4, 0.0]

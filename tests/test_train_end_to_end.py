@@ -30,7 +30,15 @@ def test_tensorboard_events_are_readable_by_tensorboard(trained_run):
     events = EventAccumulator(str(trained_run))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    expected = {"train/loss_step", "train/lr_step", "train/loss", "val/loss", "val/acc", "train/samples_per_sec", "train/data_wait_fraction"}
+    expected = {
+        "train/loss_step",
+        "train/lr_step",
+        "train/loss",
+        "val/loss",
+        "val/acc",
+        "train/samples_per_sec",
+        "train/data_wait_fraction",
+    }
     assert expected <= tags
     metrics = json.loads((trained_run / "metrics.json").read_text())
     logged_acc = [event.value for event in events.Scalars("val/acc")]
@@ -38,7 +46,9 @@ def test_tensorboard_events_are_readable_by_tensorboard(trained_run):
     # 62 steps, per-step values every 10 steps.
     assert [event.step for event in events.Scalars("train/loss_step")] == [10, 20, 30, 40, 50, 60]
     # The HPARAMS tab: the run's config next to its final metrics.
-    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(events.PluginTagToContent("hparams"))
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(
+        events.PluginTagToContent("hparams")
+    )
 
 
 def test_checkpoints_are_plain_dicts_loadable_with_weights_only(trained_run):
@@ -48,7 +58,9 @@ def test_checkpoints_are_plain_dicts_loadable_with_weights_only(trained_run):
         assert state["epoch"] == 1 and state["global_step"] == 62  # 8000 // 128 batches
         assert state["config"]["model"]["_target_"] == "project.models.cnn.SmallCNN"
         assert state["config"]["model"]["num_classes"] == 5  # resolved interpolation
-        assert state["config"]["scheduler"]["_target_"] == "project.optim.one_cycle"  # with the overrides
+        assert (
+            state["config"]["scheduler"]["_target_"] == "project.optim.one_cycle"
+        )  # with the overrides
         assert state["monitor"] == "val/acc" and state["best_score"] == state["metrics"]["val/acc"]
         assert "features.0.0.weight" in state["model"]
     assert not list((trained_run / "checkpoints").glob("*.tmp"))
@@ -56,7 +68,9 @@ def test_checkpoints_are_plain_dicts_loadable_with_weights_only(trained_run):
 
 def test_evaluate_rebuilds_everything_from_the_checkpoint(trained_run):
     checkpoint = trained_run / "checkpoints" / "best.pt"
-    result = run_script("evaluate.py", f"ckpt={checkpoint}", f"hydra.run.dir={trained_run / 'eval'}")
+    result = run_script(
+        "evaluate.py", f"ckpt={checkpoint}", f"hydra.run.dir={trained_run / 'eval'}"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "test/acc" in result.stdout and "test/loss" in result.stdout
     report = json.loads((trained_run / "checkpoints" / "eval.json").read_text())

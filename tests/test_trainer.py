@@ -15,16 +15,28 @@ from project.trainer import ClassificationTrainer
 QUIET = LoggerConfig(tensorboard=False, progress_bar=False)
 
 
-def make_data(samples: int = 10, features: int = 6, classes: int = 3, seed: int = 0) -> TensorDataset:
+def make_data(
+    samples: int = 10, features: int = 6, classes: int = 3, seed: int = 0
+) -> TensorDataset:
     generator = torch.Generator().manual_seed(seed)
-    return TensorDataset(torch.randn(samples, features, generator=generator), torch.randint(0, classes, (samples,), generator=generator))
+    return TensorDataset(
+        torch.randn(samples, features, generator=generator),
+        torch.randint(0, classes, (samples,), generator=generator),
+    )
 
 
-def make_trainer(model, lr=0.1, run_dir=None, policy=None, **trainer_options) -> ClassificationTrainer:
+def make_trainer(
+    model, lr=0.1, run_dir=None, policy=None, **trainer_options
+) -> ClassificationTrainer:
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     return ClassificationTrainer(
-        model, optimizer, trainer_cfg=TrainerConfig(**trainer_options), logger_cfg=QUIET,
-        device=torch.device("cpu"), run_dir=run_dir, checkpoint_policy=policy,
+        model,
+        optimizer,
+        trainer_cfg=TrainerConfig(**trainer_options),
+        logger_cfg=QUIET,
+        device=torch.device("cpu"),
+        run_dir=run_dir,
+        checkpoint_policy=policy,
     )
 
 
@@ -38,7 +50,9 @@ def test_validation_metrics_are_exact_per_sample_means_with_an_uneven_last_batch
     with torch.no_grad():
         logits = model(features)
     assert metrics["val/loss"] == pytest.approx(F.cross_entropy(logits, targets).item(), abs=1e-6)
-    assert metrics["val/acc"] == (logits.argmax(1) == targets).sum().item() / 10  # exact, in float64
+    assert (
+        metrics["val/acc"] == (logits.argmax(1) == targets).sum().item() / 10
+    )  # exact, in float64
 
 
 def test_gradient_accumulation_equals_one_step_on_the_combined_batch():
@@ -62,7 +76,9 @@ def test_gradient_clipping_bounds_the_update():
     before = [parameter.detach().clone() for parameter in model.parameters()]
     trainer = make_trainer(model, lr=1.0, gradient_clip_val=1e-3, max_epochs=1)
     trainer.fit(DataLoader(make_data(samples=4), batch_size=4))
-    update = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before, strict=True)])
+    update = torch.cat(
+        [(p.detach() - b).flatten() for p, b in zip(model.parameters(), before, strict=True)]
+    )
     assert trainer.global_step == 1
     assert update.norm().item() == pytest.approx(1e-3, rel=1e-4)  # lr 1 x the clipped norm
 
@@ -77,7 +93,13 @@ def test_early_stopping_stops_after_patience_validations_without_improvement(tmp
     data = make_data(samples=12)
     policy = CheckpointPolicy(tmp_path, monitor="val/acc", mode="max")
     # lr=0: the model never changes, so the first score is never improved on.
-    trainer = make_trainer(nn.Linear(6, 3), lr=0.0, policy=policy, max_epochs=10, early_stopping=EarlyStoppingConfig(patience=2))
+    trainer = make_trainer(
+        nn.Linear(6, 3),
+        lr=0.0,
+        policy=policy,
+        max_epochs=10,
+        early_stopping=EarlyStoppingConfig(patience=2),
+    )
     trainer.fit(DataLoader(data, batch_size=4), DataLoader(data, batch_size=4))
     assert trainer.epoch == 3  # the first validation sets the best; two more without improvement
     assert trainer.early_stopping.state_dict() == {"best": policy.best_score, "bad_validations": 2}
@@ -98,7 +120,10 @@ def test_monitor_that_the_task_does_not_log_is_rejected_before_training(tmp_path
 
     policy = CheckpointPolicy(tmp_path, monitor="val/f1", mode="max")
     trainer = make_trainer(nn.Linear(6, 3), policy=policy)
-    with pytest.raises(UserError, match=r"checkpoint.monitor='val/f1' is not a metric of this task; choose one of: val/loss, val/acc"):
+    with pytest.raises(
+        UserError,
+        match=r"checkpoint.monitor='val/f1' is not a metric of this task; choose one of: val/loss, val/acc",
+    ):
         loader = DataLoader(make_data(), batch_size=4)
         trainer.fit(loader, loader)
     assert trainer.global_step == 0

@@ -15,7 +15,9 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
 class SmallCNN(nn.Module):
     """About 61k parameters at width 16; trains on 32x32 shapes in seconds per epoch on a CPU."""
 
-    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 16, dropout: float = 0.0):
+    def __init__(
+        self, num_classes: int, in_channels: int = 3, width: int = 16, dropout: float = 0.0
+    ):
         super().__init__()
         self.features = nn.Sequential(
             conv_bn_relu(in_channels, width),

@@ -70,7 +70,13 @@ class BaseTrainer:
         run_config: dict[str, Any] | None = None,
     ):
         self.cfg = trainer_cfg
+        # Plain attributes for what the per-step path reads: a DictConfig lookup costs
+        # microseconds, which a tiny model's step notices.
+        self.accumulate_grad_batches = int(trainer_cfg.accumulate_grad_batches)
+        self.gradient_clip_val = float(trainer_cfg.gradient_clip_val)
         self.device = device
+        # Batches from a CPU loader are already where a CPU model needs them.
+        self.batches_need_moving = device.type != "cpu"
         self.model = model.to(device)
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -92,7 +98,9 @@ class BaseTrainer:
             (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
         )
         # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range.
-        self.scaler = torch.amp.GradScaler(device.type) if trainer_cfg.precision == "16-mixed" else None
+        self.scaler = (
+            torch.amp.GradScaler(device.type) if trainer_cfg.precision == "16-mixed" else None
+        )
 
         self.epoch = 0  # completed epochs
         self.global_step = 0  # completed optimizer steps
@@ -112,7 +120,9 @@ class BaseTrainer:
 
     # ---- the loop -----------------------------------------------------------------------
 
-    def fit(self, train_loader: DataLoader, val_loader: DataLoader | None = None) -> dict[str, float]:
+    def fit(
+        self, train_loader: DataLoader, val_loader: DataLoader | None = None
+    ) -> dict[str, float]:
         """Train up to `max_epochs`; return the last epoch's metrics (plus the best score)."""
         monitor = self.checkpoint_policy.monitor if self.checkpoint_policy else None
         if monitor is not None:
@@ -148,7 +158,9 @@ class BaseTrainer:
             and (self.epoch + 1) % self.cfg.check_val_every_n_epoch == 0
         )
         if validating:
-            metrics.update(self.evaluate(val_loader, prefix="val", limit=self.cfg.limit_val_batches))
+            metrics.update(
+                self.evaluate(val_loader, prefix="val", limit=self.cfg.limit_val_batches)
+            )
         self.epoch += 1
         self.last_metrics = metrics
         self.run_logger.scalars(metrics, step=self.global_step)
@@ -175,15 +187,18 @@ class BaseTrainer:
     def train_epoch(self, loader: DataLoader) -> dict[str, float]:
         self.model.train()
         num_batches = self._num_batches(loader, self.cfg.limit_train_batches)
-        accumulate = self.cfg.accumulate_grad_batches
-        bar = progress_bar(num_batches, f"epoch {self.epoch + 1}/{self.cfg.max_epochs}", self.show_progress)
+        accumulate = self.accumulate_grad_batches
+        bar = progress_bar(
+            num_batches, f"epoch {self.epoch + 1}/{self.cfg.max_epochs}", self.show_progress
+        )
         losses: list[Tensor] = []
         counts: list[int] = []
         data_wait = 0.0
         epoch_start = fetch_start = time.perf_counter()
         for batch_index, batch in enumerate(loader):
             data_wait += time.perf_counter() - fetch_start
-            batch = move_to_device(batch, self.device)
+            if self.batches_need_moving:
+                batch = move_to_device(batch, self.device)
             with self.autocast():
                 loss, count = self.training_step(batch)
             scaled = loss / accumulate if accumulate > 1 else loss
@@ -212,7 +227,7 @@ class BaseTrainer:
         }
 
     def optimizer_step(self) -> None:
-        clip = self.cfg.gradient_clip_val
+        clip = self.gradient_clip_val
         if self.scaler:
             if clip > 0:
                 self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
@@ -229,7 +244,9 @@ class BaseTrainer:
         self.global_step += 1
 
     @torch.no_grad()
-    def evaluate(self, loader: DataLoader, prefix: str = "val", limit: int | None = None) -> dict[str, float]:
+    def evaluate(
+        self, loader: DataLoader, prefix: str = "val", limit: int | None = None
+    ) -> dict[str, float]:
         """Run `validation_step` over `loader`; metrics are per-sample means, `<prefix>/<name>`."""
         self.model.eval()
         num_batches = self._num_batches(loader, limit)
@@ -247,10 +264,14 @@ class BaseTrainer:
             samples += count
             bar.update()
             if self.show_progress and batch_index % 10 == 0:
-                bar.set_postfix({name: f"{(total / samples).item():.4f}" for name, total in totals.items()})
+                bar.set_postfix(
+                    {name: f"{(total / samples).item():.4f}" for name, total in totals.items()}
+                )
         bar.close()
         if samples == 0:
-            raise UserError(f"the {prefix} split produced no batches; check its size and loader.batch_size")
+            raise UserError(
+                f"the {prefix} split produced no batches; check its size and loader.batch_size"
+            )
         return {f"{prefix}/{name}": (total / samples).item() for name, total in totals.items()}
 
     # ---- state ---------------------------------------------------------------------------
@@ -273,9 +294,13 @@ class BaseTrainer:
     def _check_monitor(self, monitor: str, validating: bool) -> None:
         available = [f"val/{name}" for name in self.validation_metrics] + ["train/loss"]
         if monitor not in available:
-            raise UserError(f"checkpoint.monitor={monitor!r} is not a metric of this task; choose one of: {', '.join(available)}")
+            raise UserError(
+                f"checkpoint.monitor={monitor!r} is not a metric of this task; choose one of: {', '.join(available)}"
+            )
         if monitor.startswith("val/") and not validating:
-            raise UserError(f"checkpoint.monitor={monitor!r} needs validation, but there is no validation loader")
+            raise UserError(
+                f"checkpoint.monitor={monitor!r} needs validation, but there is no validation loader"
+            )
 
     @staticmethod
     def _num_batches(loader: DataLoader, limit: int | None) -> int:
@@ -287,7 +312,9 @@ class BaseTrainer:
         self.run_logger.scalars({"train/loss_step": value, "train/lr_step": lr}, self.global_step)
         # The last validation result rides along so the bar shows loss and metric together.
         shown = {"loss": f"{value:.4f}", "lr": f"{lr:.3g}"}
-        shown.update({name: f"{v:.4f}" for name, v in self.last_metrics.items() if name.startswith("val/")})
+        shown.update(
+            {name: f"{v:.4f}" for name, v in self.last_metrics.items() if name.startswith("val/")}
+        )
         bar.set_postfix(shown, refresh=False)
 
 

@@ -1,0 +1,173 @@
+"""Per-step cost of the project's Trainer against a hand-written PyTorch loop.
+
+Same model, same in-memory data and DataLoader, same optimizer, same number of steps,
+one process, one thread. The Trainer runs as in a default run: progress bar on (drawn to
+/dev/null so the terminal stays readable; the formatting is still paid), Python logging
+to a file, TensorBoard events every `log_every_n_steps`. The Trainer's time is its whole
+`fit()`, so end-of-epoch work (metric reduction, closing the event file) is included.
+
+Shared machines are noisy (identical loops here differed by up to 10% between repeats),
+so repeats are many and short and alternate between the two loops, each repeat being one
+hand-written run and one Trainer run back to back. The ratio reported is the median over
+repeats of trainer/hand-written wall-clock time per step within a repeat: a slow spell
+hits both halves of a pair. The ratio of the plain medians and the CPU-time ratio are
+printed beside it as cross-checks.
+
+    python benchmarks/overhead.py [--repeats 21] [--mlp-steps 400] [--cnn-steps 40]
+
+Ends with one line: `ratio mlp=<x> cnn=<y>` (Trainer time / hand-written time per step).
+"""
+
+import argparse
+import contextlib
+import copy
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from project.models.cnn import SmallCNN  # noqa: E402
+from project.schema import LoggerConfig, TrainerConfig  # noqa: E402
+from project.trainer import ClassificationTrainer  # noqa: E402
+
+BATCH = 32
+
+
+def tiny_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def make_loader(inputs: torch.Tensor, steps: int) -> DataLoader:
+    targets = torch.randint(0, 10, (len(inputs),))
+    return DataLoader(
+        TensorDataset(inputs, targets), batch_size=BATCH, shuffle=True, drop_last=True
+    )
+
+
+class Timer:
+    """Wall-clock and process CPU time of a block, per step."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = (time.perf_counter() - self.wall) / self.steps
+        self.cpu = (time.process_time() - self.cpu) / self.steps
+
+
+def hand_written(model: nn.Module, loader: DataLoader, steps: int) -> Timer:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model.train()
+    with Timer(steps) as timer:
+        for step, (inputs, targets) in enumerate(loader):
+            loss = F.cross_entropy(model(inputs), targets)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if step + 1 == steps:
+                break
+    return timer
+
+
+def with_trainer(model: nn.Module, loader: DataLoader, steps: int, run_dir: Path) -> Timer:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    trainer = ClassificationTrainer(
+        model,
+        optimizer,
+        trainer_cfg=TrainerConfig(max_epochs=1, limit_train_batches=steps),
+        logger_cfg=LoggerConfig(tensorboard=True, log_every_n_steps=50, progress_bar=True),
+        device=torch.device("cpu"),
+        run_dir=run_dir,
+    )
+    with (
+        open(os.devnull, "w") as devnull,
+        contextlib.redirect_stderr(devnull),
+        Timer(steps) as timer,
+    ):
+        trainer.fit(loader)
+    return timer
+
+
+def measure(
+    name: str, build_model, inputs: torch.Tensor, steps: int, repeats: int, workdir: Path
+) -> float:
+    loader = make_loader(inputs, steps)
+    assert len(loader) >= steps, "not enough data for the requested steps"
+    initial = build_model()
+    hand, trainer = [], []
+    for repeat in range(repeats + 1):  # the first round warms up allocators and caches
+        # Alternate which loop goes first, so neither always runs on a warmer cache.
+        order = [("hand", hand), ("trainer", trainer)][:: 1 if repeat % 2 else -1]
+        for kind, results in order:
+            model = copy.deepcopy(initial)
+            if kind == "hand":
+                timer = hand_written(model, loader, steps)
+            else:
+                timer = with_trainer(model, loader, steps, workdir / f"{name}-{repeat}")
+            if repeat > 0:
+                results.append(timer)
+
+    def median(timers: list[Timer], attribute: str) -> float:
+        return statistics.median(getattr(timer, attribute) for timer in timers)
+
+    ratio = statistics.median(t.wall / h.wall for t, h in zip(trainer, hand, strict=True))
+    ratio_of_medians = median(trainer, "wall") / median(hand, "wall")
+    cpu_ratio = statistics.median(t.cpu / h.cpu for t, h in zip(trainer, hand, strict=True))
+    print(
+        f"{name:>4}: hand-written {median(hand, 'wall') * 1e6:9.1f} us/step   "
+        f"trainer {median(trainer, 'wall') * 1e6:9.1f} us/step   paired ratio {ratio:.3f}   "
+        f"(ratio of medians {ratio_of_medians:.3f}, cpu-time ratio {cpu_ratio:.3f})"
+    )
+    return ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=31)
+    parser.add_argument("--mlp-steps", type=int, default=400)
+    parser.add_argument("--cnn-steps", type=int, default=40)
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as workdir:
+        # A train.log as in a real run; the trainer's per-epoch lines go there.
+        logging.basicConfig(filename=Path(workdir) / "train.log", level=logging.INFO, force=True)
+        print(
+            f"torch {torch.__version__}, 1 thread, batch {BATCH}, medians of {args.repeats} repeats"
+        )
+        mlp = measure(
+            "mlp",
+            tiny_mlp,
+            torch.randn((args.mlp_steps + 1) * BATCH, 32),
+            args.mlp_steps,
+            args.repeats,
+            Path(workdir),
+        )
+        cnn = measure(
+            "cnn",
+            lambda: SmallCNN(num_classes=10),
+            torch.randn((args.cnn_steps + 1) * BATCH, 3, 32, 32),
+            args.cnn_steps,
+            args.repeats,
+            Path(workdir),
+        )
+    print(f"ratio mlp={mlp:.3f} cnn={cnn:.3f}")
+
+
+if __name__ == "__main__":
+    main()

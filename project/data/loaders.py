@@ -1,0 +1,86 @@
+"""Build datasets from `cfg.dataset` and DataLoaders from `cfg.loader`.
+
+A dataset config is a `_target_` class called once per split as `cls(split=..., transform=...)`
+plus a `transforms` key holding the train and eval transforms (torchvision.transforms.v2),
+which the builder instantiates and hands over.
+"""
+
+import random
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+from project.errors import UserError
+
+
+def build_dataset(dataset_cfg: DictConfig, split: str) -> Dataset:
+    transforms = dataset_cfg.get("transforms") or {}
+    transform_cfg = transforms.get("train" if split == "train" else "eval")
+    transform = instantiate(transform_cfg) if transform_cfg else None
+    body = OmegaConf.masked_copy(dataset_cfg, [key for key in dataset_cfg if key != "transforms"])
+    try:
+        dataset = instantiate(body, split=split, transform=transform, _convert_="all")
+    except Exception as error:  # Hydra wraps the dataset's own error; show its message only
+        cause = error.__cause__ or error
+        raise UserError(
+            f"dataset ({dataset_cfg.get('_target_')}, split {split}): {cause}"
+        ) from None
+    if len(dataset) == 0:
+        raise UserError(f"dataset split {split!r} is empty ({dataset_cfg.get('_target_')})")
+    return dataset
+
+
+def build_datasets(dataset_cfg: DictConfig, splits: Iterable[str]) -> dict[str, Dataset]:
+    return {split: build_dataset(dataset_cfg, split) for split in splits}
+
+
+def seed_worker(worker_id: int) -> None:
+    # PyTorch seeds `torch` and `random` in each worker from the loader's generator, but not
+    # NumPy: without this, every worker would draw the same NumPy augmentations.
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_loader(
+    dataset: Dataset, loader_cfg: Any, *, train: bool, seed: int, device: torch.device
+) -> DataLoader:
+    workers = loader_cfg.num_workers
+    pin_memory = device.type == "cuda" if loader_cfg.pin_memory is None else loader_cfg.pin_memory
+    batch_size = (
+        loader_cfg.batch_size
+        if train
+        else (loader_cfg.eval_batch_size or 2 * loader_cfg.batch_size)
+    )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        drop_last=train and loader_cfg.drop_last and len(dataset) > batch_size,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=loader_cfg.persistent_workers and workers > 0,
+        prefetch_factor=loader_cfg.prefetch_factor if workers > 0 else None,
+        worker_init_fn=seed_worker if workers > 0 else None,
+        # Shuffling order comes from the run seed, not from the global RNG state.
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def build_loaders(
+    datasets: dict[str, Dataset], loader_cfg: Any, *, seed: int, device: torch.device
+) -> dict[str, DataLoader]:
+    loaders = {
+        split: build_loader(dataset, loader_cfg, train=split == "train", seed=seed, device=device)
+        for split, dataset in datasets.items()
+    }
+    if "train" in loaders and len(loaders["train"]) == 0:
+        raise UserError(
+            "the train split yields no batch; lower loader.batch_size or set loader.drop_last=false"
+        )
+    return loaders

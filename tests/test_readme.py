@@ -1,0 +1,160 @@
+"""The README's commands and its add-a-model / add-a-dataset steps, done as written."""
+
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from project.data.shapes import render_shapes
+from project.schema import validate_config
+from tests.conftest import REPO_ROOT, compose_config, run_script
+
+README = (REPO_ROOT / "README.md").read_text()
+
+
+def section(title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, flags=re.S | re.M)
+    assert match, f"README has no section {title!r}"
+    return match.group(1)
+
+
+def titled_blocks(text: str) -> dict[str, str]:
+    """Code blocks written as ```lang title="path" ... ```: path -> content."""
+    return dict(re.findall(r'^```\w+ title="([^"]+)"\n(.*?)^```', text, flags=re.S | re.M))
+
+
+def commands(text: str, program: str) -> list[str]:
+    lines = []
+    for block in re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M):
+        for line in block.splitlines():
+            command = line.split("  #")[0].strip()
+            if command.startswith(program):
+                lines.append(command)
+    return lines
+
+
+def copy_of_the_repository(destination: Path) -> Path:
+    """The tracked files, as a fresh clone would have them (no .venv, no logs)."""
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in tracked:
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (REPO_ROOT / name).exists():
+            shutil.copy2(REPO_ROOT / name, target)
+    return destination
+
+
+def do_the_steps(title: str, copy: Path) -> str:
+    """Write the section's files into `copy`; return its one training command."""
+    text = section(title)
+    files = titled_blocks(text)
+    assert files, f"section {title!r} shows no file"
+    for path, content in files.items():
+        assert not (copy / path).exists(), (
+            f"{path} already exists: the README step would overwrite it"
+        )
+        (copy / path).write_text(content)
+    [command] = commands(text, "python train.py")
+    return command
+
+
+def run_readme_command(command: str, copy: Path, run_dir: Path):
+    words = shlex.split(command)
+    assert words[:2] == ["python", "train.py"]
+    return run_script("train.py", *words[2:], f"hydra.run.dir={run_dir}", cwd=copy)
+
+
+def test_every_documented_train_command_composes_and_validates():
+    documented = commands(README, "python train.py")
+    assert len(documented) >= 5
+    for command in documented:
+        words = shlex.split(command)[2:]
+        if "-m" in words:  # a sweep: compose each job's value
+            words.remove("-m")
+            sweeps = [word for word in words if "," in word]
+            jobs = [
+                [w for w in words if w != sweep] + [f"{sweep.split('=')[0]}={value}"]
+                for sweep in sweeps
+                for value in sweep.split("=")[1].split(",")
+            ]
+        else:
+            jobs = [words]
+        for overrides in jobs:
+            if any(word in overrides for word in ("model=mlp", "dataset=my_images")):
+                continue  # these exist only after the README steps, tested below
+            validate_config(compose_config("train", overrides))
+
+
+def test_the_documented_multirun_runs_one_job_per_value(tmp_path):
+    [command] = [c for c in commands(README, "python train.py") if " -m " in c]
+    words = shlex.split(command)[2:]
+    result = run_script("train.py", *words, "debug=fast", f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job, lr in (("0", 0.1), ("1", 0.01)):
+        state = torch.load(tmp_path / job / "checkpoints" / "last.pt", weights_only=True)
+        assert state["config"]["optimizer"]["lr"] == lr
+        assert (tmp_path / job / "train.log").is_file()
+
+
+def test_every_documented_make_target_exists():
+    documented = set(re.findall(r"`make ([a-z-]+)`", README)) | {
+        c.split()[1] for c in commands(README, "make ")
+    }
+    assert {"train", "test", "lint", "format", "tensorboard", "clean", "help"} <= documented
+    for target in sorted(documented):
+        result = subprocess.run(
+            ["make", "-n", target], cwd=REPO_ROOT, capture_output=True, text=True
+        )
+        assert result.returncode == 0, f"make {target}: {result.stderr}"
+
+
+def test_add_a_model_as_the_readme_says(tmp_path):
+    copy = copy_of_the_repository(tmp_path / "repo")
+    command = do_the_steps("Add a model", copy)
+    assert command == "python train.py model=mlp debug=fast"
+    result = run_readme_command(command, copy, tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["config"]["model"]["_target_"] == "project.models.mlp.MLP"
+    assert state["model"]["layers.1.weight"].shape == (256, 3 * 32 * 32)
+
+
+def write_image_folder(root: Path, sizes: dict[str, int]) -> None:
+    """PNG files and the README's CSV format, drawn from the shapes renderer."""
+    root.mkdir(parents=True)
+    for split_index, (split, size) in enumerate(sizes.items()):
+        images, labels, _ = render_shapes(
+            size, 5, 32, 0.08, torch.Generator().manual_seed(split_index)
+        )
+        rows = ["filename,label"]
+        for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+            name = f"{split}_{index:04d}.png"
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / name)
+            rows.append(f"{name},{label.item()}")
+        (root / f"{split}.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_add_a_dataset_as_the_readme_says(tmp_path):
+    copy = copy_of_the_repository(tmp_path / "repo")
+    command = do_the_steps("Add a dataset", copy)
+    assert command == "python train.py dataset=my_images debug=fast"
+    write_image_folder(copy / "data" / "my_images", {"train": 600, "val": 200, "test": 200})
+    result = run_readme_command(command, copy, tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["config"]["dataset"]["_target_"] == "project.data.csv_images.CsvImageDataset"
+    assert state["config"]["dataset"]["root"] == "./data/my_images"
+    assert state["global_step"] == 4  # debug=fast: 4 batches
+
+
+@pytest.mark.parametrize("title", ["Add a model", "Add a dataset"])
+def test_the_steps_name_files_that_the_template_does_not_have(title):
+    for path in titled_blocks(section(title)):
+        assert not (REPO_ROOT / path).exists()
