@@ -13,7 +13,7 @@ repeats of trainer/hand-written wall-clock time per step within a repeat: a slow
 hits both halves of a pair. The ratio of the plain medians and the CPU-time ratio are
 printed beside it as cross-checks.
 
-    python benchmarks/overhead.py [--repeats 21] [--mlp-steps 400] [--cnn-steps 40]
+    python benchmarks/overhead.py [--repeats 31] [--mlp-steps 1500] [--cnn-steps 40]
 
 Ends with one line: `ratio mlp=<x> cnn=<y>` (Trainer time / hand-written time per step).
 """
@@ -138,7 +138,7 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=31)
-    parser.add_argument("--mlp-steps", type=int, default=400)
+    parser.add_argument("--mlp-steps", type=int, default=1500)
     parser.add_argument("--cnn-steps", type=int, default=40)
     args = parser.parse_args()
 
