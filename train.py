@@ -20,6 +20,7 @@ from project.optim import build_optimizer, build_scheduler
 from project.schema import register_schemas, validate_config
 from project.seeding import make_deterministic, seed_everything
 from project.trainer import trainer_class
+from project.trainer.base import num_batches
 
 log = logging.getLogger("train")
 register_schemas()
@@ -38,12 +39,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loaders = build_loaders(datasets, cfg.loader, seed=cfg.seed, device=device)
     model = instantiate(cfg.model)
     optimizer = build_optimizer(cfg.optimizer, model)
-    batches = (
-        len(loaders["train"])
-        if cfg.trainer.limit_train_batches is None
-        else min(cfg.trainer.limit_train_batches, len(loaders["train"]))
-    )
-    steps_per_epoch = -(-batches // cfg.trainer.accumulate_grad_batches)
+    batches = num_batches(loaders["train"], cfg.trainer.limit_train_batches)
+    steps_per_epoch = -(
+        -batches // cfg.trainer.accumulate_grad_batches
+    )  # ceil: a last partial step
     scheduler = build_scheduler(
         cfg.scheduler, optimizer, steps_per_epoch=steps_per_epoch, max_epochs=cfg.trainer.max_epochs
     )

@@ -47,7 +47,7 @@ def tiny_mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
 
 
-def make_loader(inputs: torch.Tensor, steps: int) -> DataLoader:
+def make_loader(inputs: torch.Tensor) -> DataLoader:
     targets = torch.randint(0, 10, (len(inputs),))
     return DataLoader(
         TensorDataset(inputs, targets), batch_size=BATCH, shuffle=True, drop_last=True
@@ -105,7 +105,7 @@ def with_trainer(model: nn.Module, loader: DataLoader, steps: int, run_dir: Path
 def measure(
     name: str, build_model, inputs: torch.Tensor, steps: int, repeats: int, workdir: Path
 ) -> float:
-    loader = make_loader(inputs, steps)
+    loader = make_loader(inputs)
     assert len(loader) >= steps, "not enough data for the requested steps"
     initial = build_model()
     hand, trainer = [], []

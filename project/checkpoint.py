@@ -74,6 +74,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
+def improves(score: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    """Is `score` better than `best` by more than `min_delta`? NaN never is; anything beats None.
+
+    The one definition of "better" shared by best.pt and early stopping."""
+    if math.isnan(score):
+        return False
+    if best is None:
+        return True
+    if mode == "max":
+        return score > best + min_delta
+    return score < best - min_delta
+
+
 class CheckpointPolicy:
     """Decides when to write `last.pt` and `best.pt` in `<run dir>/checkpoints/`.
 
@@ -97,14 +110,8 @@ class CheckpointPolicy:
     def best_path(self) -> Path:
         return self.directory / "best.pt"
 
-    def is_improvement(self, score: float, min_delta: float = 0.0) -> bool:
-        if math.isnan(score):
-            return False
-        if self.best_score is None:
-            return True
-        if self.mode == "max":
-            return score > self.best_score + min_delta
-        return score < self.best_score - min_delta
+    def is_improvement(self, score: float) -> bool:
+        return improves(score, self.best_score, self.mode)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_score": self.best_score, "monitor": self.monitor, "mode": self.mode}

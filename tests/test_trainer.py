@@ -105,6 +105,21 @@ def test_early_stopping_stops_after_patience_validations_without_improvement(tmp
     assert trainer.early_stopping.state_dict() == {"best": policy.best_score, "bad_validations": 2}
 
 
+def test_without_a_checkpoint_policy_early_stopping_watches_the_validation_loss_going_down():
+    torch.manual_seed(0)
+    data = make_data(samples=64)
+    loader = DataLoader(data, batch_size=64)  # full-batch descent: the loss falls every epoch
+    trainer = make_trainer(
+        nn.Linear(6, 3), lr=0.1, max_epochs=6, early_stopping=EarlyStoppingConfig(patience=2)
+    )
+    losses = []
+    for _ in range(6):
+        trainer._run_epoch(loader, loader)
+        losses.append(trainer.last_metrics["val/loss"])
+    assert all(later < earlier for earlier, later in zip(losses, losses[1:], strict=False))
+    assert trainer.monitor == "val/loss" and trainer.early_stopping.bad_validations == 0
+
+
 def test_best_checkpoint_follows_the_monitor_and_mode(tmp_path):
     policy = CheckpointPolicy(tmp_path, monitor="val/loss", mode="min")
     policy.on_validation_end({"val/loss": 0.5}, {"config": {}, "model": {}, "epoch": 1})

@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
+def num_batches(loader: DataLoader, limit: int | None) -> int:
+    """Batches an epoch runs: the whole loader, or `limit` of them (`limit_*_batches`)."""
+    return len(loader) if limit is None else min(limit, len(loader))
+
+
 def move_to_device(batch: Any, device: torch.device) -> Any:
     """Tensors anywhere in nested tuples, lists and dicts go to `device`."""
     if isinstance(batch, Tensor):
@@ -86,8 +91,12 @@ class BaseTrainer:
         self.log_every_n_steps = logger_cfg.log_every_n_steps
         self.show_progress = progress_bar_enabled(logger_cfg.progress_bar)
         self.run_logger = RunLogger(run_dir, tensorboard=logger_cfg.tensorboard)
+        # Early stopping and ReduceLROnPlateau follow the checkpoint's metric; without a
+        # policy, the validation loss.
+        self.monitor = checkpoint_policy.monitor if checkpoint_policy else "val/loss"
+        self.monitor_mode = checkpoint_policy.mode if checkpoint_policy else "min"
         self.early_stopping = EarlyStopping(
-            mode=checkpoint_policy.mode if checkpoint_policy else "max",
+            mode=self.monitor_mode,
             patience=trainer_cfg.early_stopping.patience,
             min_delta=trainer_cfg.early_stopping.min_delta,
         )
@@ -124,14 +133,13 @@ class BaseTrainer:
         self, train_loader: DataLoader, val_loader: DataLoader | None = None
     ) -> dict[str, float]:
         """Train up to `max_epochs`; return the last epoch's metrics (plus the best score)."""
-        monitor = self.checkpoint_policy.monitor if self.checkpoint_policy else None
-        if monitor is not None:
-            self._check_monitor(monitor, validating=val_loader is not None)
+        if self.checkpoint_policy:
+            self._check_monitor(self.monitor, validating=val_loader is not None)
         log.info(
             "training %s: %d epochs, %d batches per epoch of %d samples, device %s, precision %s",
             type(self.model).__name__,
             self.cfg.max_epochs,
-            self._num_batches(train_loader, self.cfg.limit_train_batches),
+            num_batches(train_loader, self.cfg.limit_train_batches),
             train_loader.batch_size or 0,
             self.device,
             self.cfg.precision,
@@ -143,7 +151,9 @@ class BaseTrainer:
                         break
             metrics = dict(self.last_metrics)
             if self.checkpoint_policy and self.checkpoint_policy.best_score is not None:
-                metrics[f"best/{monitor}"] = self.checkpoint_policy.best_score
+                best = {f"best/{self.monitor}": self.checkpoint_policy.best_score}
+                self.run_logger.scalars(best, step=self.global_step)
+                metrics.update(best)
             self.run_logger.hyperparameters(self.run_config, metrics)
             return metrics
         finally:
@@ -168,8 +178,7 @@ class BaseTrainer:
 
         if not validating:
             return False
-        monitor = self.checkpoint_policy.monitor if self.checkpoint_policy else "val/loss"
-        score = metrics.get(monitor, math.nan)
+        score = metrics.get(self.monitor, math.nan)
         if isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step(score)
         if self.checkpoint_policy:
@@ -177,7 +186,7 @@ class BaseTrainer:
         if self.early_stopping.update(score):
             log.info(
                 "early stopping: %s has not improved by more than %g for %d validations",
-                monitor,
+                self.monitor,
                 self.early_stopping.min_delta,
                 self.early_stopping.patience,
             )
@@ -186,10 +195,10 @@ class BaseTrainer:
 
     def train_epoch(self, loader: DataLoader) -> dict[str, float]:
         self.model.train()
-        num_batches = self._num_batches(loader, self.cfg.limit_train_batches)
+        batches = num_batches(loader, self.cfg.limit_train_batches)
         accumulate = self.accumulate_grad_batches
         bar = progress_bar(
-            num_batches, f"epoch {self.epoch + 1}/{self.cfg.max_epochs}", self.show_progress
+            batches, f"epoch {self.epoch + 1}/{self.cfg.max_epochs}", self.show_progress
         )
         losses: list[Tensor] = []
         counts: list[int] = []
@@ -203,7 +212,7 @@ class BaseTrainer:
                 loss, count = self.training_step(batch)
             scaled = loss / accumulate if accumulate > 1 else loss
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            last_batch = batch_index + 1 == num_batches
+            last_batch = batch_index + 1 == batches
             if (batch_index + 1) % accumulate == 0 or last_batch:
                 self.optimizer_step()
                 if self.global_step % self.log_every_n_steps == 0:
@@ -249,12 +258,12 @@ class BaseTrainer:
     ) -> dict[str, float]:
         """Run `validation_step` over `loader`; metrics are per-sample means, `<prefix>/<name>`."""
         self.model.eval()
-        num_batches = self._num_batches(loader, limit)
-        bar = progress_bar(num_batches, prefix, self.show_progress)
+        batches = num_batches(loader, limit)
+        bar = progress_bar(batches, prefix, self.show_progress)
         totals: dict[str, Tensor] = {}
         samples = 0
         for batch_index, batch in enumerate(loader):
-            if batch_index == num_batches:
+            if batch_index == batches:
                 break
             with self.autocast():
                 sums, count = self.validation_step(move_to_device(batch, self.device))
@@ -301,10 +310,6 @@ class BaseTrainer:
             raise UserError(
                 f"checkpoint.monitor={monitor!r} needs validation, but there is no validation loader"
             )
-
-    @staticmethod
-    def _num_batches(loader: DataLoader, limit: int | None) -> int:
-        return len(loader) if limit is None else min(limit, len(loader))
 
     def _log_step(self, loss: Tensor, bar) -> None:
         value = loss.item()

@@ -1,7 +1,8 @@
 """Stop training when the monitored metric has not improved for `patience` validations."""
 
-import math
 from typing import Any
+
+from project.checkpoint import improves
 
 
 class EarlyStopping:
@@ -14,12 +15,7 @@ class EarlyStopping:
 
     def update(self, score: float) -> bool:
         """Record one validation's score; True when training should stop."""
-        improved = not math.isnan(score) and (
-            self.best is None
-            or (self.mode == "max" and score > self.best + self.min_delta)
-            or (self.mode == "min" and score < self.best - self.min_delta)
-        )
-        if improved:
+        if improves(score, self.best, self.mode, self.min_delta):
             self.best, self.bad_validations = score, 0
         else:
             self.bad_validations += 1

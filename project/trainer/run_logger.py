@@ -37,14 +37,14 @@ class RunLogger:
         """The run's flattened config next to its final metrics (TensorBoard's HPARAMS tab).
 
         Written into the run's own event file, not the sub-folder `add_hparams` would make,
-        so one run stays one folder.
+        so one run stays one folder. The tab reads each metric's values from the scalars of
+        the same tag, which the caller has already logged at their real steps.
         """
         if self.writer is None:
             return
         experiment, start, end = hparams_summary(flatten_config(config), metrics)
         for summary in (experiment, start, end):
             self.writer.file_writer.add_summary(summary)
-        self.scalars(metrics, step=0)
 
     def close(self) -> None:
         if self.writer is not None:
