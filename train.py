@@ -9,13 +9,14 @@ import logging
 from pathlib import Path
 
 import hydra
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from project.checkpoint import CheckpointPolicy
 from project.data.loaders import build_datasets, build_loaders
 from project.distributed import select_device
 from project.errors import exit_on_user_error
+from project.models.build import build_model
+from project.models.summary import summarize
 from project.optim import build_optimizer, build_scheduler
 from project.schema import register_schemas, validate_config
 from project.seeding import make_deterministic, seed_everything
@@ -37,7 +38,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datasets = build_datasets(cfg.dataset, ("train", "val"))
     loaders = build_loaders(datasets, cfg.loader, seed=cfg.seed, device=device)
-    model = instantiate(cfg.model)
+    model = build_model(cfg.model)
+    example_input = datasets["train"][0][0].unsqueeze(0)  # multiply-adds of image models
+    log.info("model %s", summarize(model, example_input))
     optimizer = build_optimizer(cfg.optimizer, model)
     batches = num_batches(loaders["train"], cfg.trainer.limit_train_batches)
     steps_per_epoch = -(

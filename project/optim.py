@@ -15,6 +15,8 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR, ReduceLROnPlateau, StepLR
 
+from project.errors import UserError
+
 NO_DECAY_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.Embedding)
 
 
@@ -84,7 +86,18 @@ def step_decay(
 def one_cycle(
     optimizer, total_steps: int, steps_per_epoch: int, max_lr: float = 0.2, pct_start: float = 0.25
 ) -> LRScheduler:
-    """Leslie Smith's one-cycle policy; `max_lr` replaces the optimizer's LR as the peak."""
+    """Leslie Smith's one-cycle policy; `max_lr` replaces the optimizer's LR as the peak.
+
+    OneCycleLR divides by the length of each phase, so very short runs (debug runs, tiny
+    datasets) would crash with a ZeroDivisionError: the warm-up phase is stretched to at
+    least 2 steps and the decay phase kept at least 1.
+    """
+    if total_steps < 3:
+        raise UserError(
+            f"scheduler=onecycle needs at least 3 optimizer steps, this run has {total_steps}; "
+            "use more data or epochs, or scheduler=none"
+        )
+    pct_start = min(max(pct_start, 2 / total_steps), 1 - 1 / total_steps)
     return OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start)
 
 

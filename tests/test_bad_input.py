@@ -65,3 +65,15 @@ def test_asking_for_a_gpu_on_a_machine_without_one(tmp_path):
         result.stderr.strip()
         == "error: trainer.gpus=1 but this machine has 0 CUDA device(s); use trainer.gpus=0 for the CPU"
     )
+
+
+def test_unknown_init_scheme_lists_the_valid_ones(tmp_path):
+    result = run_script("train.py", "model=mobilenet", "model.init=he", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == USER_ERROR_EXIT_CODE
+    assert result.stderr.strip() == (
+        "error: model (project.models.mobilenet.MobileNet): model.init='he' is not known; "
+        "choose one of: default, kaiming_normal, kaiming_uniform, xavier_normal, "
+        "xavier_uniform, orthogonal, normal, trunc_normal"
+    )
+    assert_no_traceback(result)
+    assert not (tmp_path / "checkpoints").exists()

@@ -4,6 +4,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,17 @@ def test_add_a_dataset_as_the_readme_says(tmp_path):
 def test_the_steps_name_files_that_the_template_does_not_have(title):
     for path in titled_blocks(section(title)):
         assert not (REPO_ROOT / path).exists()
+
+
+def test_models_table_is_what_the_sizes_script_prints():
+    result = subprocess.run(
+        [sys.executable, "benchmarks/model_sizes.py"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = result.stdout.strip()
+    assert table.count("\n") >= 12
+    assert table in section("Models")

@@ -1,8 +1,10 @@
 """Build datasets from `cfg.dataset` and DataLoaders from `cfg.loader`.
 
 A dataset config is a `_target_` class called once per split as `cls(split=..., transform=...)`
-plus a `transforms` key holding the train and eval transforms (torchvision.transforms.v2),
-which the builder instantiates and hands over.
+plus keys the builder reads itself: `transforms` holds the train and eval transforms
+(torchvision.transforms.v2), which it instantiates and hands over, and `task` names the
+trainer that fits the dataset's targets (the top-level `task` follows it).
+A dataset may define `collate_fn` (for example to pad variable-length sequences).
 """
 
 import random
@@ -17,12 +19,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from project.errors import UserError
 
+BUILDER_KEYS = ("transforms", "task")  # read by the builder, not passed to the dataset
+
 
 def build_dataset(dataset_cfg: DictConfig, split: str) -> Dataset:
     transforms = dataset_cfg.get("transforms") or {}
     transform_cfg = transforms.get("train" if split == "train" else "eval")
     transform = instantiate(transform_cfg) if transform_cfg else None
-    body = OmegaConf.masked_copy(dataset_cfg, [key for key in dataset_cfg if key != "transforms"])
+    body = OmegaConf.masked_copy(
+        dataset_cfg, [key for key in dataset_cfg if key not in BUILDER_KEYS]
+    )
     try:
         dataset = instantiate(body, split=split, transform=transform, _convert_="all")
     except Exception as error:  # Hydra wraps the dataset's own error; show its message only
@@ -61,6 +67,7 @@ def build_loader(
         dataset,
         batch_size=batch_size,
         shuffle=train,
+        collate_fn=getattr(dataset, "collate_fn", None),
         drop_last=train and loader_cfg.drop_last and len(dataset) > batch_size,
         num_workers=workers,
         pin_memory=pin_memory,

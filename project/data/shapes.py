@@ -11,6 +11,7 @@ import math
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
 
 SHAPES = ("circle", "triangle", "square", "cross", "ring")
 SPLITS = ("train", "val", "test")
@@ -116,3 +117,24 @@ class ShapesDataset(Dataset):
             image = self.transform(image)
         image = (image.float() / 255 - self.mean) / self.std
         return image, self.labels[index]
+
+
+class ShapesSegmentationDataset(ShapesDataset):
+    """The same images with per-pixel targets: 0 background, k + 1 inside a shape of class k
+    (so `num_classes` here counts the background too: shapes + 1).
+
+    Augmentations get the image and the mask together (torchvision.transforms.v2 with
+    tv_tensors), so a flip or crop moves both the same way.
+    """
+
+    def __init__(self, split: str, num_classes: int = 6, **kwargs):
+        super().__init__(split, num_classes=num_classes - 1, **kwargs)
+        self.classes = ("background", *self.classes)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        image, mask = self.images[index], self.masks[index]
+        if self.transform is not None:
+            image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
+            image, mask = image.as_subclass(Tensor), mask.as_subclass(Tensor)
+        image = (image.float() / 255 - self.mean) / self.std
+        return image, mask

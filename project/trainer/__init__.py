@@ -7,9 +7,13 @@ Adding a task: subclass BaseTrainer in a new file, implement `training_step` and
 from project.errors import UserError
 from project.trainer.base import BaseTrainer
 from project.trainer.classification import ClassificationTrainer
+from project.trainer.segmentation import SegmentationTrainer
+from project.trainer.sequence import SequenceTrainer
 
 TASK_TRAINERS: dict[str, type[BaseTrainer]] = {
     "classification": ClassificationTrainer,
+    "segmentation": SegmentationTrainer,
+    "sequence": SequenceTrainer,
 }
 
 
@@ -19,4 +23,11 @@ def trainer_class(task: str) -> type[BaseTrainer]:
     return TASK_TRAINERS[task]
 
 
-__all__ = ["BaseTrainer", "ClassificationTrainer", "TASK_TRAINERS", "trainer_class"]
+__all__ = [
+    "BaseTrainer",
+    "ClassificationTrainer",
+    "SegmentationTrainer",
+    "SequenceTrainer",
+    "TASK_TRAINERS",
+    "trainer_class",
+]

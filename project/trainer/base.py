@@ -123,8 +123,9 @@ class BaseTrainer:
 
     def validation_step(self, batch: Any) -> tuple[dict[str, Tensor], int]:
         """Return metric *sums* over the batch (e.g. summed loss, correct count) and its
-        sample count; the trainer divides totals by the total count, so the epoch value is
-        exactly the per-sample mean whatever the batch sizes."""
+        sample count; the trainer adds them up over the split and `reduce_metrics` turns
+        the totals into epoch values (by default totals / samples, exactly the per-sample
+        mean whatever the batch sizes). A sum may be a vector, e.g. per-class counts."""
         raise NotImplementedError
 
     # ---- the loop -----------------------------------------------------------------------
@@ -171,6 +172,7 @@ class BaseTrainer:
             metrics.update(
                 self.evaluate(val_loader, prefix="val", limit=self.cfg.limit_val_batches)
             )
+            self.on_validation_end()
         self.epoch += 1
         self.last_metrics = metrics
         self.run_logger.scalars(metrics, step=self.global_step)
@@ -273,15 +275,25 @@ class BaseTrainer:
             samples += count
             bar.update()
             if self.show_progress and batch_index % 10 == 0:
-                bar.set_postfix(
-                    {name: f"{(total / samples).item():.4f}" for name, total in totals.items()}
-                )
+                shown = self.reduce_metrics(totals, samples)
+                bar.set_postfix({name: f"{value:.4f}" for name, value in shown.items()})
         bar.close()
         if samples == 0:
             raise UserError(
                 f"the {prefix} split produced no batches; check its size and loader.batch_size"
             )
-        return {f"{prefix}/{name}": (total / samples).item() for name, total in totals.items()}
+        return {
+            f"{prefix}/{name}": value
+            for name, value in self.reduce_metrics(totals, samples).items()
+        }
+
+    def reduce_metrics(self, totals: dict[str, Tensor], samples: int) -> dict[str, float]:
+        """Epoch metrics from the summed outputs of `validation_step`: per-sample means by
+        default. Override for metrics that are not means over samples (mean IoU)."""
+        return {name: (total / samples).item() for name, total in totals.items()}
+
+    def on_validation_end(self) -> None:
+        """Called after each validation pass, e.g. to log example predictions as images."""
 
     # ---- state ---------------------------------------------------------------------------
 

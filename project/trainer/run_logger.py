@@ -33,6 +33,11 @@ class RunLogger:
         for name, value in values.items():
             self.writer.add_scalar(name, value, step)
 
+    def image(self, tag: str, image, step: int) -> None:
+        """A (3, H, W) float image in 0..1."""
+        if self.writer is not None:
+            self.writer.add_image(tag, image, step)
+
     def hyperparameters(self, config: dict[str, Any], metrics: dict[str, float]) -> None:
         """The run's flattened config next to its final metrics (TensorBoard's HPARAMS tab).
 
