@@ -11,7 +11,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from project.checkpoint import load_checkpoint, load_model_weights
+from project.checkpoint import inference_weights, load_checkpoint, load_model_weights
 from project.data.loaders import build_datasets, build_loaders
 from project.distributed import select_device
 from project.errors import UserError, exit_on_user_error
@@ -32,7 +32,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datasets = build_datasets(run_cfg.dataset, (cfg.split,))
     loader = build_loaders(datasets, run_cfg.loader, seed=run_cfg.seed, device=device)[cfg.split]
     model = build_model(run_cfg.model, initialize=False)
-    load_model_weights(model, state["model"], checkpoint_path)
+    load_model_weights(model, inference_weights(state), checkpoint_path)
     trainer = trainer_class(run_cfg.task)(
         model, None, trainer_cfg=run_cfg.trainer, logger_cfg=run_cfg.logger, device=device
     )

@@ -3,17 +3,27 @@
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads
 with `torch.load(weights_only=True)`: no pickled objects, nothing that can run code.
 
-Keys (FORMAT_VERSION 1):
+Keys (FORMAT_VERSION 2):
     format_version, project_version   what wrote it
     config                            the resolved run config (plain dict)
-    model, optimizer, scheduler, scaler   state dicts (scheduler/scaler may be None)
+    model, optimizer, scheduler, scaler, ema   state dicts (the last three may be None)
+    inference_weights                 "ema" or "model": which weights evaluation and export use
     epoch, global_step                completed epochs and optimizer steps
-    metrics                           the metrics of the epoch that produced it
-    best_score, monitor, mode         the policy's state when it was written
+    position                          batches done in the current epoch and their losses
+    early_stopping, rng               early-stopping counter; Python, NumPy, torch RNG states
+    metrics                           the latest validation metrics
+    checkpoint_policy                 best score, kept snapshots (the manifest's content)
+
+Every file is a full training state, so any of them resumes a run. Files are only ever
+replaced whole (temporary file, fsync, rename) and a file is removed only after its
+replacement and the manifest are complete, so `kill -9` at any moment leaves the newest
+checkpoint loadable.
 """
 
+import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +32,8 @@ import torch
 from project import __version__
 from project.errors import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+MANIFEST = "manifest.json"
 REQUIRED_KEYS = ("format_version", "config", "model")
 CHECKPOINT_DIRNAME = "checkpoints"
 
@@ -30,18 +41,51 @@ CHECKPOINT_DIRNAME = "checkpoints"
 def atomic_save(state: dict[str, Any], path: Path) -> None:
     """Write `state` to `path` so that a crash at any moment leaves either the old file or
     the new one, never a truncated mix: temporary file in the same folder, fsync, rename."""
+    _replace_atomically(path, lambda temporary: _write_synced(temporary, "wb", state))
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    _replace_atomically(path, lambda temporary: _write_synced(temporary, "w", text))
+
+
+def atomic_link(source: Path, path: Path) -> None:
+    """Make `path` a second name of the complete file `source`, atomically. Files here
+    are never modified in place, only replaced, so sharing the data is safe; without
+    hard links (some network filesystems) it is copied."""
+
+    def link_or_copy(temporary: Path) -> None:
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
+
+    _replace_atomically(path, link_or_copy)
+
+
+def _replace_atomically(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
+        write(temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+    _sync_folder(path.parent)
+
+
+def _write_synced(temporary: Path, mode: str, content: Any) -> None:
+    with open(temporary, mode) as file:
+        if mode == "wb":
+            torch.save(content, file)
+        else:
+            file.write(content)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _sync_folder(folder_path: Path) -> None:
     # Persist the rename itself: without syncing the folder, a power cut can lose it.
-    folder = os.open(path.parent, os.O_RDONLY)
+    folder = os.open(folder_path, os.O_RDONLY)
     try:
         os.fsync(folder)
     finally:
@@ -53,25 +97,41 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or foreign files
-        reason = (
-            str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        )
-        raise UserError(
-            f"cannot read checkpoint {path}: corrupt or not a checkpoint ({reason})"
-        ) from None
+    state = _load(path)
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         raise UserError(
             f"{path} is not a checkpoint of this project (missing {', '.join(REQUIRED_KEYS)})"
         )
+    _check_version(state, path)
+    return state
+
+
+def _load(path: Path) -> Any:
+    # weights_only=True: the unpickler accepts tensors and plain containers only, so a
+    # file crafted to run code when loaded is refused. Never pass False in this project.
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        text = str(error).strip()
+        if "Weights only load failed" in text and "GLOBAL " in text:
+            global_name = text.split("GLOBAL ", 1)[1].split(" ", 1)[0]
+            raise UserError(
+                f"refused to load {path}: it contains a pickled Python object ({global_name}) "
+                "that could run code; checkpoints of this project hold only tensors and plain "
+                "containers"
+            ) from None
+        reason = text.splitlines()[0][:200] if text else type(error).__name__
+        raise UserError(
+            f"cannot read checkpoint {path}: corrupt or not a checkpoint ({reason})"
+        ) from None
+
+
+def _check_version(state: dict[str, Any], path: Path) -> None:
     if state["format_version"] > FORMAT_VERSION:
         raise UserError(
             f"{path} has checkpoint format {state['format_version']}, newer than this code "
             f"reads ({FORMAT_VERSION}); update the project"
         )
-    return state
 
 
 def improves(score: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
@@ -88,19 +148,39 @@ def improves(score: float, best: float | None, mode: str, min_delta: float = 0.0
 
 
 class CheckpointPolicy:
-    """Decides when to write `last.pt` and `best.pt` in `<run dir>/checkpoints/`.
+    """Decides what to write in `<run dir>/checkpoints/`; only the process that writes
+    (rank 0) owns one.
 
-    `monitor` names a validation metric (for example `val/acc`) and `mode` says whether
-    higher (`max`) or lower (`min`) is better. Only the process that writes (rank 0)
-    should own a policy.
+    - `best.pt`: the best state so far by `monitor` (`mode` max or min), written whenever
+      the score improves.
+    - snapshots named by `filename` (for example `epoch=003-step=000186.pt`): the
+      `save_top_k` best (0 none, -1 all), considered at every `every_n_epochs`-th validation.
+    - `last.pt`: the newest state, at every `every_n_epochs`-th validation (`save_last`),
+      every `every_n_steps` optimizer steps, and when a run stops early (signal, max_steps).
+    - `manifest.json`: the kept files with their scores, epochs and steps.
     """
 
-    def __init__(self, run_dir: Path, monitor: str, mode: str = "max", save_last: bool = True):
+    def __init__(
+        self,
+        run_dir: Path,
+        monitor: str,
+        mode: str = "max",
+        save_top_k: int = 1,
+        save_last: bool = True,
+        every_n_epochs: int = 1,
+        every_n_steps: int | None = None,
+        filename: str = "epoch={epoch:03d}-step={step:06d}",
+    ):
         self.directory = Path(run_dir) / CHECKPOINT_DIRNAME
-        self.monitor = monitor
-        self.mode = mode
-        self.save_last = save_last
+        self.monitor, self.mode = monitor, mode
+        self.save_top_k, self.save_last = save_top_k, save_last
+        self.every_n_epochs, self.every_n_steps = every_n_epochs, every_n_steps
+        self.filename = filename
         self.best_score: float | None = None
+        self.best: dict[str, Any] | None = None  # {"file", "score", "epoch", "step"}
+        self.last: dict[str, Any] | None = None
+        self.top_k: list[dict[str, Any]] = []  # best first
+        remove_stale_temporaries(self.directory)
 
     @property
     def last_path(self) -> Path:
@@ -110,44 +190,212 @@ class CheckpointPolicy:
     def best_path(self) -> Path:
         return self.directory / "best.pt"
 
+    def check_filename(self, metric_names: list[str]) -> None:
+        """Fail before training when the template names a key that will not exist."""
+        try:
+            self._snapshot_name({name: 0.0 for name in metric_names}, epoch=1, step=1)
+        except (KeyError, ValueError, IndexError) as error:
+            raise UserError(
+                f"checkpoint.filename={self.filename!r} cannot be filled ({error}); it may use "
+                f"{{epoch}}, {{step}} and {', '.join('{' + n + '}' for n in metric_names)}"
+            ) from None
+
+    def _snapshot_name(self, metrics: dict[str, float], epoch: int, step: int) -> str:
+        name = self.filename.format_map({**metrics, "epoch": epoch, "step": step})
+        if "/" in name or name in ("best", "last"):
+            raise ValueError(f"{name!r} is not a plain file name")
+        return name if name.endswith(".pt") else f"{name}.pt"
+
     def is_improvement(self, score: float) -> bool:
         return improves(score, self.best_score, self.mode)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "monitor": self.monitor, "mode": self.mode}
+        return {
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "best_score": self.best_score,
+            "best": self.best,
+            "last": self.last,
+            "top_k": [dict(entry) for entry in self.top_k],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score = state.get("best_score")
+        self.best, self.last = state.get("best"), state.get("last")
+        self.top_k = [dict(entry) for entry in state.get("top_k", [])]
+
+    # ---- when to write --------------------------------------------------------------------
 
     def on_validation_end(
-        self, metrics: dict[str, float], training_state: dict[str, Any]
+        self, metrics: dict[str, float], epoch: int, step: int, build_state
     ) -> list[Path]:
-        """Write the checkpoints this epoch calls for; returns the paths written."""
-        written = []
+        """After validation of epoch `epoch` (1-based): write what is due; return the paths.
+
+        `build_state()` returns the trainer's full state; it is called after this policy
+        updated its own bookkeeping, so the saved state lists the files being written.
+        """
         score = metrics.get(self.monitor)
+        due = epoch % self.every_n_epochs == 0
         improved = score is not None and self.is_improvement(score)
+        entry = {"score": score, "epoch": epoch, "step": step}
+        kept, evicted = self._rank_snapshot(entry, metrics) if due else (None, [])
         if improved:
             self.best_score = score
-        state = {
-            "format_version": FORMAT_VERSION,
-            "project_version": __version__,
-            **training_state,
-            "metrics": dict(metrics),
-            **self.state_dict(),
-        }
-        if improved:
-            atomic_save(state, self.best_path)
-            written.append(self.best_path)
-        if self.save_last:
-            atomic_save(state, self.last_path)
-            written.append(self.last_path)
+            self.best = {"file": self.best_path.name, **entry}
+        if due and self.save_last:
+            self.last = {"file": self.last_path.name, **entry}
+        state = self._checkpoint(build_state, metrics)
+
+        written: list[Path] = []
+        source: Path | None = None  # the first file written; later ones are links to it
+        for wanted, path in (
+            (kept is not None, self.directory / (kept or "_")),
+            (improved, self.best_path),
+            (due and self.save_last, self.last_path),
+        ):
+            if not wanted:
+                continue
+            if source is None:
+                atomic_save(state, path)
+                source = path
+            else:
+                atomic_link(source, path)
+            written.append(path)
+        if written:
+            self.write_manifest()
+        for name in evicted:  # only now: the new files and the manifest are complete
+            (self.directory / name).unlink(missing_ok=True)
         return written
 
+    def save_resumable(self, step: int, build_state) -> Path:
+        """Write last.pt now, mid-epoch: every `every_n_steps` optimizer steps, and when a
+        run stops early (a signal, max_steps) whatever `save_last` says, since a run that
+        stops must be resumable."""
+        self.last = {"file": self.last_path.name, "score": None, "epoch": None, "step": step}
+        atomic_save(self._checkpoint(build_state, {}), self.last_path)
+        self.write_manifest()
+        return self.last_path
 
-def load_model_weights(model: torch.nn.Module, weights: dict[str, Any], path: Path) -> None:
-    """Load a checkpoint's model weights, with a one-line error when they do not fit."""
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise UserError(f"{path} does not fit the model {type(model).__name__}: {first}") from None
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def _rank_snapshot(
+        self, entry: dict[str, Any], metrics: dict[str, float]
+    ) -> tuple[str | None, list[str]]:
+        """Admit this epoch's snapshot into the top k? Returns (its name or None, names to
+        delete). Updates `self.top_k`."""
+        if self.save_top_k == 0:
+            return None, []
+        score = entry["score"]
+        if self.save_top_k > 0 and (score is None or math.isnan(score)):
+            return None, []  # no score to rank by
+        name = self._snapshot_name(metrics, entry["epoch"], entry["step"])
+        candidates = [e for e in self.top_k if e["file"] != name] + [{"file": name, **entry}]
+        if self.save_top_k > 0:
+            candidates.sort(key=lambda e: e["score"], reverse=self.mode == "max")
+            kept, dropped = candidates[: self.save_top_k], candidates[self.save_top_k :]
+        else:
+            kept, dropped = candidates, []
+        self.top_k = kept
+        admitted = any(e["file"] == name for e in kept)
+        return (name if admitted else None), [e["file"] for e in dropped if e["file"] != name]
+
+    def _checkpoint(self, build_state, metrics: dict[str, float]) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "project_version": __version__,
+            **build_state(),
+            "metrics": dict(metrics),
+            "checkpoint_policy": self.state_dict(),
+        }
+
+    def write_manifest(self) -> None:
+        manifest = {
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "best": self.best,
+            "last": self.last,
+            "top_k": self.top_k,
+        }
+        atomic_write_text(json.dumps(manifest, indent=2) + "\n", self.directory / MANIFEST)
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Temporary files of a save that was killed half-way (`.<name>.<pid>.tmp`)."""
+    if directory.is_dir():
+        for temporary in directory.glob(".*.tmp"):
+            temporary.unlink(missing_ok=True)
+
+
+def inference_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The weights evaluation, export and fine-tuning should use: the EMA weights when the
+    run kept an average and validated with it (`inference_weights: ema`), else the model's."""
+    if state.get("inference_weights") == "ema" and state.get("ema") is not None:
+        return state["ema"]
+    return state["model"]
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Model weights from a checkpoint of this project, or from a plain state-dict file
+    (what `torch.save(model.state_dict(), path)` writes); loaded with weights_only=True."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    state = _load(path)
+    if isinstance(state, dict) and "format_version" in state and "model" in state:
+        _check_version(state, path)
+        weights = inference_weights(state)
+    elif (
+        isinstance(state, dict)
+        and state
+        and all(isinstance(value, torch.Tensor) for value in state.values())
+    ):
+        weights = state
+    else:
+        raise UserError(f"{path} holds neither a checkpoint of this project nor a state dict")
+    # Third-party files saved from a wrapped model: DataParallel/DDP add "module.",
+    # torch.compile "_orig_mod."; this project never saves them.
+    for prefix in ("module.", "_orig_mod."):
+        if all(key.startswith(prefix) for key in weights):
+            weights = {key.removeprefix(prefix): value for key, value in weights.items()}
+    return weights
+
+
+def load_model_weights(
+    model: torch.nn.Module, weights: dict[str, Any], path: Path, strict: bool = True
+) -> dict[str, list[str]]:
+    """Load `weights` into `model`. Strict: every key must exist on both sides with the same
+    shape, else one line listing what differs. Not strict: load what matches; return the
+    rest by kind (missing, unexpected, shape) for the caller to report."""
+    expected = model.state_dict()
+    problems = {
+        "missing": [key for key in expected if key not in weights],
+        "unexpected": [key for key in weights if key not in expected],
+        "shape": [
+            f"{key} {tuple(weights[key].shape)} vs {tuple(expected[key].shape)}"
+            for key in expected
+            if key in weights and tuple(weights[key].shape) != tuple(expected[key].shape)
+        ],
+    }
+    if strict and any(problems.values()):
+        raise UserError(
+            f"{path} does not fit the model {type(model).__name__}: {describe(problems)}"
+            "; model.pretrained_strict=false loads only what fits"
+        )
+    mismatched = {entry.split(" ")[0] for entry in problems["shape"]}
+    matching = {k: v for k, v in weights.items() if k in expected and k not in mismatched}
+    model.load_state_dict(matching, strict=False)
+    return problems
+
+
+def describe(problems: dict[str, list[str]], shown: int = 3) -> str:
+    parts = []
+    for kind, label in (
+        ("missing", "missing"),
+        ("unexpected", "unexpected"),
+        ("shape", "shape mismatch"),
+    ):
+        items = problems[kind]
+        if items:
+            more = f", ... {len(items) - shown} more" if len(items) > shown else ""
+            parts.append(f"{len(items)} {label} ({', '.join(items[:shown])}{more})")
+    return "; ".join(parts)

@@ -38,6 +38,10 @@ class TrainerConfig:
     limit_train_batches: int | None = _field(None, min=1)  # null = all
     limit_val_batches: int | None = _field(None, min=0)  # null = all, 0 = no validation
     check_val_every_n_epoch: int = _field(1, min=1)
+    max_steps: int | None = _field(
+        None, min=1
+    )  # stop after N optimizer steps in all; null = no limit
+    ema_decay: float = _field(0.0, min=0.0, below=1.0)  # 0 = off; e.g. 0.999
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
 
@@ -45,7 +49,11 @@ class TrainerConfig:
 class CheckpointConfig:
     monitor: str = "val/acc"
     mode: str = _field("max", choices=("min", "max"))
+    save_top_k: int = _field(1, min=-1)  # keep the k best snapshots; 0 none, -1 all
     save_last: bool = True
+    every_n_epochs: int = _field(1, min=1)  # snapshots and last.pt at every Nth validation
+    every_n_steps: int | None = _field(None, min=1)  # also last.pt every N optimizer steps
+    filename: str = "epoch={epoch:03d}-step={step:06d}"  # snapshot names; may use metrics
 
 
 @dataclass

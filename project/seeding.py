@@ -24,3 +24,40 @@ def make_deterministic(enabled: bool, on_cuda: bool) -> None:
     torch.use_deterministic_algorithms(enabled)
     torch.backends.cudnn.deterministic = enabled
     torch.backends.cudnn.benchmark = on_cuda and not enabled
+
+
+def rng_state() -> dict:
+    """Every random stream the training loop draws from, in a form that
+    `torch.load(weights_only=True)` accepts: tensors, ints, lists (no NumPy arrays)."""
+    version, python_state, gauss = random.getstate()
+    name, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    return {
+        "python": {"version": version, "state": list(python_state), "gauss": gauss},
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gauss": float(cached_gauss),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict) -> None:
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
+    numpy = state["numpy"]
+    np.random.set_state(
+        (
+            numpy["name"],
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["position"],
+            numpy["has_gauss"],
+            numpy["cached_gauss"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

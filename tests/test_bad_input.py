@@ -77,3 +77,16 @@ def test_unknown_init_scheme_lists_the_valid_ones(tmp_path):
     )
     assert_no_traceback(result)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_resume_from_a_corrupt_checkpoint_names_it_and_changes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    corrupt = run_dir / "checkpoints" / "last.pt"
+    corrupt.write_bytes(b"PK\x03\x04truncated by a full disk")
+    result = run_script("train.py", f"resume={run_dir}")
+    assert result.returncode == USER_ERROR_EXIT_CODE
+    assert result.stderr.strip().startswith(f"error: cannot read checkpoint {corrupt}: corrupt")
+    assert_no_traceback(result)
+    assert corrupt.read_bytes() == b"PK\x03\x04truncated by a full disk"
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.pt"]

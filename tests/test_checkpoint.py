@@ -6,8 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from project.checkpoint import FORMAT_VERSION, atomic_save, load_checkpoint, load_model_weights
+from project.checkpoint import (
+    FORMAT_VERSION,
+    atomic_save,
+    load_checkpoint,
+    load_model_weights,
+    read_weights,
+)
 from project.errors import UserError
+from tests.conftest import REPO_ROOT
 
 
 def valid_state(**extra):
@@ -80,14 +87,26 @@ class RunsCode:
 def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path, capsys):
     path = tmp_path / "evil.pt"
     torch.save(valid_state(payload=RunsCode()), path, pickle_module=pickle)
-    with pytest.raises(UserError, match="cannot read checkpoint"):
+    with pytest.raises(
+        UserError, match=r"refused to load .*evil.pt: it contains a pickled Python object \(print\)"
+    ):
         load_checkpoint(path)
+    with pytest.raises(UserError, match="refused to load"):
+        read_weights(path)  # the model.pretrained path refuses it too
     assert "code ran" not in capsys.readouterr().out
+
+
+def test_the_project_never_loads_with_weights_only_false():
+    sources = [*REPO_ROOT.glob("project/**/*.py"), *REPO_ROOT.glob("*.py")]
+    assert len(sources) > 20
+    for source in sources:
+        assert "weights_only=False" not in source.read_text(), source
 
 
 def test_weights_of_another_architecture_name_the_file(tmp_path):
     weights = nn.Linear(4, 2).state_dict()
     with pytest.raises(
-        UserError, match=r"ckpt.pt does not fit the model Linear: Error\(s\) in loading state_dict"
+        UserError,
+        match=r"ckpt.pt does not fit the model Linear: 1 shape mismatch \(weight \(2, 4\) vs \(2, 5\)\)",
     ):
         load_model_weights(nn.Linear(5, 2), weights, tmp_path / "ckpt.pt")

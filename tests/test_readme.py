@@ -4,7 +4,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -162,13 +161,7 @@ def test_the_steps_name_files_that_the_template_does_not_have(title):
 
 
 def test_models_table_is_what_the_sizes_script_prints():
-    result = subprocess.run(
-        [sys.executable, "benchmarks/model_sizes.py"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_script("benchmarks/model_sizes.py")
     assert result.returncode == 0, result.stderr[-2000:]
     table = result.stdout.strip()
     assert table.count("\n") >= 12

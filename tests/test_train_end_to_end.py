@@ -61,9 +61,18 @@ def test_checkpoints_are_plain_dicts_loadable_with_weights_only(trained_run):
         assert (
             state["config"]["scheduler"]["_target_"] == "project.optim.one_cycle"
         )  # with the overrides
-        assert state["monitor"] == "val/acc" and state["best_score"] == state["metrics"]["val/acc"]
-        assert "features.0.0.weight" in state["model"]
-    assert not list((trained_run / "checkpoints").glob("*.tmp"))
+        policy = state["checkpoint_policy"]
+        assert policy["monitor"] == "val/acc"
+        assert policy["best_score"] == state["metrics"]["val/acc"]
+        assert "features.0.0.weight" in state["model"] and state["position"]["batch"] == 0
+        assert set(state["rng"]) == {"python", "numpy", "torch", "cuda"}
+    snapshots = sorted(
+        p.name for p in (trained_run / "checkpoints").iterdir() if p.name != "eval.json"
+    )
+    assert snapshots == ["best.pt", "epoch=001-step=000062.pt", "last.pt", "manifest.json"]
+    # One write, two more names: best.pt and last.pt are hard links to the snapshot.
+    inodes = {(trained_run / "checkpoints" / name).stat().st_ino for name in snapshots[:3]}
+    assert len(inodes) == 1
 
 
 def test_evaluate_rebuilds_everything_from_the_checkpoint(trained_run):

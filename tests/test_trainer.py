@@ -120,16 +120,6 @@ def test_without_a_checkpoint_policy_early_stopping_watches_the_validation_loss_
     assert trainer.monitor == "val/loss" and trainer.early_stopping.bad_validations == 0
 
 
-def test_best_checkpoint_follows_the_monitor_and_mode(tmp_path):
-    policy = CheckpointPolicy(tmp_path, monitor="val/loss", mode="min")
-    policy.on_validation_end({"val/loss": 0.5}, {"config": {}, "model": {}, "epoch": 1})
-    policy.on_validation_end({"val/loss": 0.7}, {"config": {}, "model": {}, "epoch": 2})
-    best = torch.load(policy.best_path, weights_only=True)
-    last = torch.load(policy.last_path, weights_only=True)
-    assert best["epoch"] == 1 and best["best_score"] == 0.5
-    assert last["epoch"] == 2 and last["metrics"] == {"val/loss": 0.7}
-
-
 def test_monitor_that_the_task_does_not_log_is_rejected_before_training(tmp_path):
     from project.errors import UserError
 

@@ -8,6 +8,7 @@ A dataset may define `collate_fn` (for example to pad variable-length sequences)
 """
 
 import random
+import signal
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
+from project.data.sampling import EpochSampler, SeededItems
 from project.errors import UserError
 
 BUILDER_KEYS = ("transforms", "task")  # read by the builder, not passed to the dataset
@@ -45,12 +47,16 @@ def build_datasets(dataset_cfg: DictConfig, splits: Iterable[str]) -> dict[str, 
     return {split: build_dataset(dataset_cfg, split) for split in splits}
 
 
-def seed_worker(worker_id: int) -> None:
+def init_worker(worker_id: int) -> None:
     # PyTorch seeds `torch` and `random` in each worker from the loader's generator, but not
     # NumPy: without this, every worker would draw the same NumPy augmentations.
+    # (SeededItems then reseeds all three per sample, see sampling.py.)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+    # Ctrl-C reaches the whole process group. The main process finishes its step and
+    # saves (project/trainer/preemption.py); a worker dying of it first would break that.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def build_loader(
@@ -63,19 +69,20 @@ def build_loader(
         if train
         else (loader_cfg.eval_batch_size or 2 * loader_cfg.batch_size)
     )
+    # Order and augmentation follow (seed, epoch, index) alone: see project/data/sampling.py.
+    sampler = EpochSampler(len(dataset), shuffle=train, seed=seed)
     return DataLoader(
-        dataset,
+        SeededItems(dataset, seed),
         batch_size=batch_size,
-        shuffle=train,
+        sampler=sampler,
         collate_fn=getattr(dataset, "collate_fn", None),
         drop_last=train and loader_cfg.drop_last and len(dataset) > batch_size,
         num_workers=workers,
         pin_memory=pin_memory,
         persistent_workers=loader_cfg.persistent_workers and workers > 0,
         prefetch_factor=loader_cfg.prefetch_factor if workers > 0 else None,
-        worker_init_fn=seed_worker if workers > 0 else None,
-        # Shuffling order comes from the run seed, not from the global RNG state.
-        generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=init_worker if workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),  # base seeds of the worker processes
     )
 
 

@@ -5,8 +5,11 @@ any model and are removed before the constructor is called:
     init: default            # weight initialization scheme (project/models/init.py)
     zero_init_residual: false  # start residual blocks as the identity
     freeze: []               # glob patterns of parameter names to freeze, e.g. [features.0.*]
+    pretrained: null         # a checkpoint (or state-dict file) whose weights to start from
+    pretrained_strict: true  # false: load the tensors that fit, report the rest
 """
 
+import logging
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -14,16 +17,19 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from project.checkpoint import describe, load_model_weights, read_weights
 from project.errors import UserError
 from project.models.init import init_weights
 from project.models.layers import freeze
 
-BUILD_OPTIONS = ("init", "zero_init_residual", "freeze")
+log = logging.getLogger(__name__)
+
+BUILD_OPTIONS = ("init", "zero_init_residual", "freeze", "pretrained", "pretrained_strict")
 
 
 def build_model(model_cfg: DictConfig, initialize: bool = True) -> nn.Module:
-    """The model `model_cfg` describes. `initialize=False` skips the init scheme, for
-    callers that load weights right after (evaluate.py, export.py)."""
+    """The model `model_cfg` describes. `initialize=False` skips the init scheme and
+    `pretrained`, for callers that load weights right after (evaluate, export, resume)."""
     # Resolved first: `${dataset.num_classes}` needs the whole config, which a copy of
     # the model node alone would not have.
     constructor: dict[str, Any] = OmegaConf.to_container(model_cfg, resolve=True)
@@ -32,6 +38,8 @@ def build_model(model_cfg: DictConfig, initialize: bool = True) -> nn.Module:
         model = instantiate(constructor, _convert_="all")
         if initialize:
             init_weights(model, options["init"] or "default", bool(options["zero_init_residual"]))
+        if initialize and options["pretrained"]:
+            load_pretrained(model, options["pretrained"], options["pretrained_strict"] is not False)
         if options["freeze"]:
             freeze(model, options["freeze"])
     except InstantiationException as error:  # Hydra wraps the model's own error
@@ -41,3 +49,15 @@ def build_model(model_cfg: DictConfig, initialize: bool = True) -> nn.Module:
     except (ValueError, KeyError) as error:
         raise UserError(f"model ({model_cfg.get('_target_')}): {error}") from None
     return model
+
+
+def load_pretrained(model: nn.Module, path: str, strict: bool) -> None:
+    """Start from another run's weights (fine-tuning): weights only, no optimizer state.
+    The EMA weights when that run validated with them."""
+    problems = load_model_weights(model, read_weights(path), path, strict=strict)
+    if any(problems.values()):
+        log.warning(
+            "model.pretrained=%s: loaded what fits; not loaded: %s", path, describe(problems)
+        )
+    else:
+        log.info("model.pretrained=%s: all weights loaded", path)

@@ -24,8 +24,12 @@ from torch.utils.data import DataLoader
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from project.checkpoint import CheckpointPolicy
+from project.data.sampling import EpochSampler
 from project.errors import UserError
+from project.seeding import restore_rng_state, rng_state
 from project.trainer.early_stopping import EarlyStopping
+from project.trainer.ema import WeightEMA
+from project.trainer.preemption import Preempted, StopSignals
 from project.trainer.progress import progress_bar, progress_bar_enabled
 from project.trainer.run_logger import RunLogger
 
@@ -90,7 +94,8 @@ class BaseTrainer:
         self.run_config = run_config or {}
         self.log_every_n_steps = logger_cfg.log_every_n_steps
         self.show_progress = progress_bar_enabled(logger_cfg.progress_bar)
-        self.run_logger = RunLogger(run_dir, tensorboard=logger_cfg.tensorboard)
+        self.tensorboard = logger_cfg.tensorboard
+        self.run_logger = RunLogger(None)  # opened by fit(), which knows the resumed step
         # Early stopping and ReduceLROnPlateau follow the checkpoint's metric; without a
         # policy, the validation loss.
         self.monitor = checkpoint_policy.monitor if checkpoint_policy else "val/loss"
@@ -111,8 +116,17 @@ class BaseTrainer:
             torch.amp.GradScaler(device.type) if trainer_cfg.precision == "16-mixed" else None
         )
 
+        self.max_steps = trainer_cfg.max_steps
+        self.ema = WeightEMA(self.model, trainer_cfg.ema_decay) if trainer_cfg.ema_decay else None
+        self.stop_signals = StopSignals()
+
         self.epoch = 0  # completed epochs
         self.global_step = 0  # completed optimizer steps
+        self.batch_in_epoch = 0  # batches of the current epoch already trained on
+        # Losses and sample counts of those batches, so that a run resumed mid-epoch logs
+        # the same epoch mean as one that never stopped.
+        self.epoch_losses: list[Tensor] = []
+        self.epoch_counts: list[int] = []
         self.last_metrics: dict[str, float] = {}
 
     # ---- what a task implements -------------------------------------------------------
@@ -136,6 +150,14 @@ class BaseTrainer:
         """Train up to `max_epochs`; return the last epoch's metrics (plus the best score)."""
         if self.checkpoint_policy:
             self._check_monitor(self.monitor, validating=val_loader is not None)
+            self.checkpoint_policy.check_filename(
+                [f"val/{name}" for name in self.validation_metrics] + ["train/loss"]
+            )
+        # A resumed run continues its TensorBoard curves: events the interrupted run wrote
+        # after this step are dropped (purge_step), so no step appears twice.
+        self.run_logger = RunLogger(
+            self.run_dir, tensorboard=self.tensorboard, purge_step=self.global_step or None
+        )
         log.info(
             "training %s: %d epochs, %d batches per epoch of %d samples, device %s, precision %s",
             type(self.model).__name__,
@@ -146,8 +168,8 @@ class BaseTrainer:
             self.cfg.precision,
         )
         try:
-            with logging_redirect_tqdm():
-                while self.epoch < self.cfg.max_epochs:
+            with logging_redirect_tqdm(), self.stop_signals:
+                while self.epoch < self.cfg.max_epochs and not self.reached_max_steps():
                     if self._run_epoch(train_loader, val_loader):
                         break
             metrics = dict(self.last_metrics)
@@ -163,16 +185,20 @@ class BaseTrainer:
     def _run_epoch(self, train_loader: DataLoader, val_loader: DataLoader | None) -> bool:
         """One epoch of training, then validation and checkpoints; True means stop."""
         metrics = self.train_epoch(train_loader)
+        if self.batch_in_epoch:  # stopped mid-epoch by max_steps; last.pt is saved
+            return True
         validating = (
             val_loader is not None
             and self.cfg.limit_val_batches != 0
             and (self.epoch + 1) % self.cfg.check_val_every_n_epoch == 0
         )
         if validating:
-            metrics.update(
-                self.evaluate(val_loader, prefix="val", limit=self.cfg.limit_val_batches)
-            )
-            self.on_validation_end()
+            # With an EMA, validation (and so best.pt) judges the averaged weights.
+            with self.ema.swapped_in() if self.ema else contextlib.nullcontext():
+                metrics.update(
+                    self.evaluate(val_loader, prefix="val", limit=self.cfg.limit_val_batches)
+                )
+                self.on_validation_end()
         self.epoch += 1
         self.last_metrics = metrics
         self.run_logger.scalars(metrics, step=self.global_step)
@@ -184,7 +210,9 @@ class BaseTrainer:
         if isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step(score)
         if self.checkpoint_policy:
-            self.checkpoint_policy.on_validation_end(metrics, self.training_state())
+            self.checkpoint_policy.on_validation_end(
+                metrics, self.epoch, self.global_step, self.training_state
+            )
         if self.early_stopping.update(score):
             log.info(
                 "early stopping: %s has not improved by more than %g for %d validations",
@@ -196,17 +224,34 @@ class BaseTrainer:
         return False
 
     def train_epoch(self, loader: DataLoader) -> dict[str, float]:
+        """Train one epoch, from `batch_in_epoch` on when resuming mid-epoch. Returns the
+        epoch's metrics; on an early stop (max_steps) `batch_in_epoch` stays non-zero."""
         self.model.train()
+        start = self.batch_in_epoch
+        sampler = loader.sampler if isinstance(loader.sampler, EpochSampler) else None
+        if sampler is not None:
+            sampler.set_epoch(self.epoch)
         batches = num_batches(loader, self.cfg.limit_train_batches)
+        if sampler is not None and start:
+            # Skip at the sampler: the batches already trained on are never loaded.
+            sampler.set_epoch(self.epoch, start_index=start * loader.batch_size)
+        batch_iterator = iter(loader)
+        if sampler is None and start:  # a custom loader: skip by drawing (and loading)
+            for _ in range(start):
+                next(batch_iterator)
         accumulate = self.accumulate_grad_batches
         bar = progress_bar(
             batches, f"epoch {self.epoch + 1}/{self.cfg.max_epochs}", self.show_progress
         )
-        losses: list[Tensor] = []
-        counts: list[int] = []
+        bar.update(start)
+        losses, counts = self.epoch_losses, self.epoch_counts
+        policy, stop_signals, max_steps = self.checkpoint_policy, self.stop_signals, self.max_steps
+        save_every = policy.every_n_steps if policy is not None else None
         data_wait = 0.0
         epoch_start = fetch_start = time.perf_counter()
-        for batch_index, batch in enumerate(loader):
+        for batch_index, batch in enumerate(batch_iterator, start=start):
+            if batch_index >= batches:
+                break
             data_wait += time.perf_counter() - fetch_start
             if self.batches_need_moving:
                 batch = move_to_device(batch, self.device)
@@ -214,14 +259,26 @@ class BaseTrainer:
                 loss, count = self.training_step(batch)
             scaled = loss / accumulate if accumulate > 1 else loss
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            last_batch = batch_index + 1 == batches
-            if (batch_index + 1) % accumulate == 0 or last_batch:
-                self.optimizer_step()
-                if self.global_step % self.log_every_n_steps == 0:
-                    self._log_step(loss, bar)
             losses.append(loss.detach())
             counts.append(count)
             bar.update()
+            last_batch = batch_index + 1 == batches
+            if (batch_index + 1) % accumulate == 0 or last_batch:
+                self.optimizer_step()
+                self.batch_in_epoch = batch_index + 1
+                if self.ema is not None:
+                    self.ema.update()
+                if self.global_step % self.log_every_n_steps == 0:
+                    self._log_step(loss, bar)
+                # Rare events, each one cheap test per step (see benchmarks/overhead.py).
+                if stop_signals.received:
+                    self._stop_for_signal(bar)
+                if max_steps is not None and self.global_step >= max_steps and not last_batch:
+                    self._save_resumable("trainer.max_steps reached")
+                    bar.close()
+                    return {}
+                if save_every and self.global_step % save_every == 0:
+                    policy.save_resumable(self.global_step, self.training_state)
             if last_batch:
                 break
             fetch_start = time.perf_counter()
@@ -230,12 +287,40 @@ class BaseTrainer:
         samples = sum(counts)
         weights = torch.tensor(counts, dtype=torch.float64, device=self.device)
         mean_loss = (torch.stack(losses).double() * weights).sum() / samples
+        trained = sum(counts[start:])
+        self.batch_in_epoch, self.epoch_losses, self.epoch_counts = 0, [], []
         return {
             "train/loss": mean_loss.item(),
-            "train/samples_per_sec": samples / elapsed,
+            "train/samples_per_sec": trained / elapsed,
             "train/data_wait_fraction": data_wait / elapsed,
             "lr": self.optimizer.param_groups[0]["lr"],
         }
+
+    def reached_max_steps(self) -> bool:
+        return self.max_steps is not None and self.global_step >= self.max_steps
+
+    def _stop_for_signal(self, bar) -> None:
+        bar.close()
+        path = self._save_resumable(f"{self.stop_signals.received} received")
+        raise Preempted(self.stop_signals.received, str(path) if path else None)
+
+    def _save_resumable(self, reason: str) -> Path | None:
+        if self.checkpoint_policy is None:
+            log.warning(
+                "%s at step %d; no checkpoint policy, nothing saved", reason, self.global_step
+            )
+            return None
+        path = self.checkpoint_policy.save_resumable(self.global_step, self.training_state)
+        log.info(
+            "%s at step %d (epoch %d, batch %d): saved %s; continue with: python train.py resume=%s",
+            reason,
+            self.global_step,
+            self.epoch + 1,
+            self.batch_in_epoch,
+            path,
+            path.parent.parent,
+        )
+        return path
 
     def optimizer_step(self) -> None:
         clip = self.gradient_clip_val
@@ -298,17 +383,51 @@ class BaseTrainer:
     # ---- state ---------------------------------------------------------------------------
 
     def training_state(self) -> dict[str, Any]:
-        """Everything a checkpoint holds besides the policy's own state."""
+        """Everything a checkpoint holds besides the policy's own state: enough to resume
+        at the exact step (see `load_training_state`)."""
         return {
             "config": self.run_config,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict() if self.scaler else None,
+            "ema": self.ema.state_dict() if self.ema else None,
+            "inference_weights": "ema" if self.ema else "model",
             "early_stopping": self.early_stopping.state_dict(),
             "epoch": self.epoch,
             "global_step": self.global_step,
+            "position": {
+                "batch": self.batch_in_epoch,
+                "losses": torch.stack(self.epoch_losses).cpu() if self.epoch_losses else None,
+                "counts": list(self.epoch_counts),
+            },
+            "last_metrics": dict(self.last_metrics),
+            "rng": rng_state(),
         }
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint written by `training_state`: the next step is the
+        one the saved run would have taken, with the same data, RNG draws and LR."""
+        self.model.load_state_dict(state["model"])
+        if self.optimizer is not None and state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.early_stopping.load_state_dict(state["early_stopping"])
+        if self.checkpoint_policy is not None and "checkpoint_policy" in state:
+            self.checkpoint_policy.load_state_dict(state["checkpoint_policy"])
+        self.epoch, self.global_step = state["epoch"], state["global_step"]
+        position = state["position"]
+        self.batch_in_epoch = position["batch"]
+        losses = position["losses"]
+        self.epoch_losses = list(losses.to(self.device).unbind()) if losses is not None else []
+        self.epoch_counts = list(position["counts"])
+        self.last_metrics = dict(state.get("last_metrics", {}))
+        restore_rng_state(state["rng"])
 
     # ---- helpers -------------------------------------------------------------------------
 

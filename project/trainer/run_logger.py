@@ -24,8 +24,16 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 class RunLogger:
     """Writes TensorBoard events into the run folder; a no-op when disabled or not rank 0."""
 
-    def __init__(self, run_dir: Path | None, tensorboard: bool = True):
-        self.writer = SummaryWriter(log_dir=str(run_dir)) if tensorboard and run_dir else None
+    def __init__(
+        self, run_dir: Path | None, tensorboard: bool = True, purge_step: int | None = None
+    ):
+        # purge_step: a resumed run tells TensorBoard to discard events at or after this
+        # step that the interrupted run had written, so curves continue without overlap.
+        self.writer = (
+            SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+            if tensorboard and run_dir
+            else None
+        )
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         if self.writer is None:

@@ -1,0 +1,148 @@
+"""`python train.py resume=<checkpoint | run folder | auto>`: continue a run where it stopped.
+
+Before Hydra starts, `redirect_to_run_folder` points `hydra.run.dir` at the run being
+resumed, so the log is appended and TensorBoard continues in the same folder, and puts the
+resuming command's Hydra record in `.hydra/resume-<time>/` beside the original one.
+Then `resume_config` rebuilds the run's configuration from the checkpoint and applies the
+command-line overrides that do not change what is trained; the others are refused.
+"""
+
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from project.checkpoint import CHECKPOINT_DIRNAME, load_checkpoint
+from project.errors import UserError
+
+# Overrides a resumed run accepts: how long and how it runs, what it logs and saves.
+# Anything else (model, dataset, optimizer, scheduler, seed, batch size, precision ...)
+# would make the result a different experiment than the one the checkpoint continues.
+HARMLESS_KEYS = (
+    "trainer.max_epochs",
+    "trainer.max_steps",
+    "trainer.limit_train_batches",
+    "trainer.limit_val_batches",
+    "trainer.check_val_every_n_epoch",
+    "trainer.gpus",
+    "trainer.early_stopping",
+    "loader.num_workers",
+    "loader.pin_memory",
+    "loader.persistent_workers",
+    "loader.prefetch_factor",
+    "loader.eval_batch_size",
+    "logger",
+    "checkpoint.save_top_k",
+    "checkpoint.save_last",
+    "checkpoint.every_n_epochs",
+    "checkpoint.every_n_steps",
+    "checkpoint.filename",
+    "paths",
+    "resume",
+    "hydra",
+)
+
+
+def _argument(argv: list[str], key: str) -> str | None:
+    for argument in argv:
+        if argument.startswith(f"{key}="):
+            return argument.split("=", 1)[1]
+    return None
+
+
+def redirect_to_run_folder(argv: list[str]) -> list[str]:
+    """The command line with `hydra.run.dir` and `hydra.output_subdir` set for a resume."""
+    target = _argument(argv, "resume")
+    if target in (None, "null", "None", "") or "-m" in argv or "--multirun" in argv:
+        return argv
+    run_dir_argument = _argument(argv, "hydra.run.dir")
+    if target == "auto":
+        # auto continues the run in hydra.run.dir if it has a checkpoint (a requeued job
+        # repeats its command), and otherwise starts it there.
+        if run_dir_argument is None:
+            return argv  # nothing to find in a folder Hydra has yet to create: a fresh run
+        run_dir = Path(run_dir_argument)
+        if find_resumable(run_dir) is None:
+            return argv
+    else:
+        path = Path(target)
+        if path.is_file() and path.parent.name == CHECKPOINT_DIRNAME:
+            run_dir = path.parent.parent
+        elif (path / CHECKPOINT_DIRNAME).is_dir():
+            run_dir = path
+        else:  # missing, or a file outside a run folder: a new folder; train() reports errors
+            return argv
+    extra = [] if run_dir_argument else [f"hydra.run.dir={run_dir}"]
+    if (run_dir / ".hydra").is_dir():
+        extra.append(f"hydra.output_subdir=.hydra/resume-{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+    return argv + extra
+
+
+def find_resumable(target: Path) -> Path | None:
+    """The checkpoint to resume from: `target` itself if it is a file, else the newest
+    checkpoint of the run folder (`last.pt` normally; any full-state file will do)."""
+    if target.is_file():
+        return target
+    directory = target / CHECKPOINT_DIRNAME
+    if not directory.is_dir():
+        return None
+    candidates = sorted(directory.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    last = directory / "last.pt"
+    if last.is_file():
+        candidates.remove(last)
+        candidates.insert(0, last)
+    return candidates[0] if candidates else None
+
+
+def resume_checkpoint(resume: str, run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """(path, state) of the checkpoint `resume=` names; None when `auto` finds none."""
+    if resume == "auto":
+        path = find_resumable(run_dir)
+        if path is None:
+            return None
+    else:
+        target = Path(resume)
+        if not target.exists():
+            raise UserError(f"resume={resume}: no such checkpoint or run folder")
+        path = find_resumable(target)
+        if path is None:
+            raise UserError(f"resume={resume}: no checkpoint in {target / CHECKPOINT_DIRNAME}")
+    state = load_checkpoint(path)
+    if "position" not in state or "rng" not in state:
+        raise UserError(
+            f"{path} holds weights but not a full training state (written by an older "
+            "version); start a new run with model.pretrained=" + str(path)
+        )
+    return path, state
+
+
+def _is_harmless(key: str) -> bool:
+    return any(key == allowed or key.startswith(f"{allowed}.") for allowed in HARMLESS_KEYS)
+
+
+def resume_config(saved: dict[str, Any], composed: DictConfig, overrides: list[str]) -> DictConfig:
+    """The checkpoint's config with the harmless command-line `overrides` applied (values
+    taken from the `composed` config, so group choices work too); others are refused."""
+    config = OmegaConf.create(saved)
+    refused = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if _is_harmless(key):
+            OmegaConf.update(config, key, OmegaConf.select(composed, key), force_add=True)
+            continue
+        before, after = OmegaConf.select(config, key), OmegaConf.select(composed, key)
+        if before != after:
+            if isinstance(after, DictConfig):
+                refused.append(f"{override} (changes the {key} config)")
+            else:
+                refused.append(f"{key}: {before} -> {after}")
+    if refused:
+        raise UserError(
+            "resume: these overrides change what is trained: "
+            + "; ".join(refused)
+            + ". Start a new run instead (model.pretrained=<checkpoint> starts from its weights)"
+        )
+    config.resume = composed.resume
+    config.paths.output_dir = composed.paths.output_dir
+    return config
