@@ -201,7 +201,7 @@ class BaseTrainer:
                 self.on_validation_end()
         self.epoch += 1
         self.last_metrics = metrics
-        self.run_logger.scalars(metrics, step=self.global_step)
+        self.run_logger.scalars(metrics, step=self.global_step, now=True)
         log.info("epoch %d/%d %s", self.epoch, self.cfg.max_epochs, format_metrics(metrics))
 
         if not validating:
@@ -210,6 +210,7 @@ class BaseTrainer:
         if isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step(score)
         if self.checkpoint_policy:
+            self.run_logger.flush()
             self.checkpoint_policy.on_validation_end(
                 metrics, self.epoch, self.global_step, self.training_state
             )
@@ -278,6 +279,7 @@ class BaseTrainer:
                     bar.close()
                     return {}
                 if save_every and self.global_step % save_every == 0:
+                    self.run_logger.flush()
                     policy.save_resumable(self.global_step, self.training_state)
             if last_batch:
                 break
@@ -310,6 +312,7 @@ class BaseTrainer:
                 "%s at step %d; no checkpoint policy, nothing saved", reason, self.global_step
             )
             return None
+        self.run_logger.flush()
         path = self.checkpoint_policy.save_resumable(self.global_step, self.training_state)
         log.info(
             "%s at step %d (epoch %d, batch %d): saved %s; continue with: python train.py resume=%s",

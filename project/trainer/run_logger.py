@@ -1,5 +1,6 @@
 """TensorBoard output of a run: scalars, and hyper-parameters with the final metrics."""
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,17 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class RunLogger:
-    """Writes TensorBoard events into the run folder; a no-op when disabled or not rank 0."""
+    """Writes TensorBoard events into the run folder; a no-op when disabled or not rank 0.
+
+    Scalars are held in a list and handed to the SummaryWriter in batches, at most every
+    `batch_seconds` (and at epoch ends and close). Handing them over one by one wakes the
+    writer's background thread for every event, and the thread switches cost a tiny model
+    about 2 ms per logged step: 9.6% of its training time at log_every_n_steps=50, 2%
+    when batched (benchmarks/overhead.py). The writer itself only flushes to disk every
+    120 s, so the batching does not delay what TensorBoard shows.
+    """
+
+    batch_seconds = 30.0
 
     def __init__(
         self, run_dir: Path | None, tensorboard: bool = True, purge_step: int | None = None
@@ -34,16 +45,35 @@ class RunLogger:
             if tensorboard and run_dir
             else None
         )
+        self.pending: list[tuple[dict[str, float], int]] = []
+        self.last_handover = time.monotonic()
 
-    def scalars(self, values: dict[str, float], step: int) -> None:
+    def scalars(self, values: dict[str, float], step: int, now: bool = False) -> None:
+        """Log `values` at `step`; `now` hands everything pending to the writer at once."""
         if self.writer is None:
             return
-        for name, value in values.items():
-            self.writer.add_scalar(name, value, step)
+        self.pending.append((values, step))
+        if now or time.monotonic() - self.last_handover > self.batch_seconds:
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        for values, step in self.pending:
+            for name, value in values.items():
+                self.writer.add_scalar(name, value, step)
+        self.pending.clear()
+        self.last_handover = time.monotonic()
+
+    def flush(self) -> None:
+        """Everything logged so far onto disk: called when a checkpoint is written, so a
+        crash right after loses no event from before the checkpoint."""
+        if self.writer is not None:
+            self.hand_over()
+            self.writer.flush()
 
     def image(self, tag: str, image, step: int) -> None:
         """A (3, H, W) float image in 0..1."""
         if self.writer is not None:
+            self.hand_over()  # keep events in step order
             self.writer.add_image(tag, image, step)
 
     def hyperparameters(self, config: dict[str, Any], metrics: dict[str, float]) -> None:
@@ -55,10 +85,12 @@ class RunLogger:
         """
         if self.writer is None:
             return
+        self.hand_over()
         experiment, start, end = hparams_summary(flatten_config(config), metrics)
         for summary in (experiment, start, end):
             self.writer.file_writer.add_summary(summary)
 
     def close(self) -> None:
         if self.writer is not None:
+            self.hand_over()
             self.writer.close()

@@ -1,0 +1,34 @@
+"""The run logger batches scalars for the SummaryWriter without losing or reordering any."""
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from project.trainer.run_logger import RunLogger
+
+
+def steps_on_disk(run_dir, tag):
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)] if tag in events.Tags()["scalars"] else []
+
+
+def test_scalars_are_batched_and_all_reach_disk_in_order(tmp_path):
+    logger = RunLogger(tmp_path)
+    for step in range(1, 6):
+        logger.scalars({"train/loss_step": 1.0 / step}, step)
+    assert len(logger.pending) == 5  # held back: no writer-thread wake-up per step
+    logger.flush()  # what a checkpoint save does
+    assert logger.pending == [] and steps_on_disk(tmp_path, "train/loss_step") == [1, 2, 3, 4, 5]
+    logger.scalars({"train/loss_step": 0.1}, 6)
+    logger.scalars({"val/acc": 0.5}, 6, now=True)  # an epoch end hands over at once
+    assert logger.pending == []
+    logger.scalars({"train/loss_step": 0.05}, 7)
+    logger.close()
+    assert steps_on_disk(tmp_path, "train/loss_step") == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_scalars_are_handed_over_once_the_batch_interval_passed(tmp_path):
+    logger = RunLogger(tmp_path)
+    logger.batch_seconds = 0.0
+    logger.scalars({"train/loss_step": 1.0}, 1)
+    assert logger.pending == []
+    logger.close()
