@@ -34,6 +34,8 @@ from project.errors import UserError
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+LAST = "last.pt"  # the newest full state: what resume picks first
+BEST = "best.pt"
 REQUIRED_KEYS = ("format_version", "config", "model")
 CHECKPOINT_DIRNAME = "checkpoints"
 
@@ -95,8 +97,6 @@ def _sync_folder(folder_path: Path) -> None:
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint written by this project, or raise a one-line `UserError`."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
     state = _load(path)
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         raise UserError(
@@ -109,6 +109,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def _load(path: Path) -> Any:
     # weights_only=True: the unpickler accepts tensors and plain containers only, so a
     # file crafted to run code when loaded is refused. Never pass False in this project.
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
@@ -176,7 +178,6 @@ class CheckpointPolicy:
         self.save_top_k, self.save_last = save_top_k, save_last
         self.every_n_epochs, self.every_n_steps = every_n_epochs, every_n_steps
         self.filename = filename
-        self.best_score: float | None = None
         self.best: dict[str, Any] | None = None  # {"file", "score", "epoch", "step"}
         self.last: dict[str, Any] | None = None
         self.top_k: list[dict[str, Any]] = []  # best first
@@ -184,11 +185,15 @@ class CheckpointPolicy:
 
     @property
     def last_path(self) -> Path:
-        return self.directory / "last.pt"
+        return self.directory / LAST
 
     @property
     def best_path(self) -> Path:
-        return self.directory / "best.pt"
+        return self.directory / BEST
+
+    @property
+    def best_score(self) -> float | None:
+        return self.best["score"] if self.best else None
 
     def check_filename(self, metric_names: list[str]) -> None:
         """Fail before training when the template names a key that will not exist."""
@@ -202,9 +207,10 @@ class CheckpointPolicy:
 
     def _snapshot_name(self, metrics: dict[str, float], epoch: int, step: int) -> str:
         name = self.filename.format_map({**metrics, "epoch": epoch, "step": step})
-        if "/" in name or name in ("best", "last"):
-            raise ValueError(f"{name!r} is not a plain file name")
-        return name if name.endswith(".pt") else f"{name}.pt"
+        name = name if name.endswith(".pt") else f"{name}.pt"
+        if "/" in name or name in (BEST, LAST):
+            raise ValueError(f"{name!r} is not a plain file name of its own")
+        return name
 
     def is_improvement(self, score: float) -> bool:
         return improves(score, self.best_score, self.mode)
@@ -220,7 +226,6 @@ class CheckpointPolicy:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best_score = state.get("best_score")
         self.best, self.last = state.get("best"), state.get("last")
         self.top_k = [dict(entry) for entry in state.get("top_k", [])]
 
@@ -240,28 +245,20 @@ class CheckpointPolicy:
         entry = {"score": score, "epoch": epoch, "step": step}
         kept, evicted = self._rank_snapshot(entry, metrics) if due else (None, [])
         if improved:
-            self.best_score = score
-            self.best = {"file": self.best_path.name, **entry}
+            self.best = {"file": BEST, **entry}
         if due and self.save_last:
-            self.last = {"file": self.last_path.name, **entry}
-        state = self._checkpoint(build_state, metrics)
-
-        written: list[Path] = []
-        source: Path | None = None  # the first file written; later ones are links to it
-        for wanted, path in (
-            (kept is not None, self.directory / (kept or "_")),
-            (improved, self.best_path),
-            (due and self.save_last, self.last_path),
-        ):
-            if not wanted:
-                continue
-            if source is None:
-                atomic_save(state, path)
-                source = path
-            else:
-                atomic_link(source, path)
-            written.append(path)
+            self.last = {"file": LAST, **entry}
+        names = [kept] if kept else []
+        if improved:
+            names.append(BEST)
+        if due and self.save_last:
+            names.append(LAST)
+        written = [self.directory / name for name in names]
         if written:
+            # One write; the other names are hard links to that complete file.
+            atomic_save(self._checkpoint(build_state, metrics), written[0])
+            for path in written[1:]:
+                atomic_link(written[0], path)
             self.write_manifest()
         for name in evicted:  # only now: the new files and the manifest are complete
             (self.directory / name).unlink(missing_ok=True)
@@ -271,7 +268,7 @@ class CheckpointPolicy:
         """Write last.pt now, mid-epoch: every `every_n_steps` optimizer steps, and when a
         run stops early (a signal, max_steps) whatever `save_last` says, since a run that
         stops must be resumable."""
-        self.last = {"file": self.last_path.name, "score": None, "epoch": None, "step": step}
+        self.last = {"file": LAST, "score": None, "epoch": None, "step": step}
         atomic_save(self._checkpoint(build_state, {}), self.last_path)
         self.write_manifest()
         return self.last_path
@@ -309,14 +306,8 @@ class CheckpointPolicy:
         }
 
     def write_manifest(self) -> None:
-        manifest = {
-            "monitor": self.monitor,
-            "mode": self.mode,
-            "best": self.best,
-            "last": self.last,
-            "top_k": self.top_k,
-        }
-        atomic_write_text(json.dumps(manifest, indent=2) + "\n", self.directory / MANIFEST)
+        """The policy's state, readable without torch: what is kept, with scores and steps."""
+        atomic_write_text(json.dumps(self.state_dict(), indent=2) + "\n", self.directory / MANIFEST)
 
 
 def remove_stale_temporaries(directory: Path) -> None:
@@ -338,8 +329,6 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Model weights from a checkpoint of this project, or from a plain state-dict file
     (what `torch.save(model.state_dict(), path)` writes); loaded with weights_only=True."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
     state = _load(path)
     if isinstance(state, dict) and "format_version" in state and "model" in state:
         _check_version(state, path)
@@ -367,13 +356,15 @@ def load_model_weights(
     shape, else one line listing what differs. Not strict: load what matches; return the
     rest by kind (missing, unexpected, shape) for the caller to report."""
     expected = model.state_dict()
+    mismatched = [
+        key for key in expected if key in weights and weights[key].shape != expected[key].shape
+    ]
     problems = {
         "missing": [key for key in expected if key not in weights],
         "unexpected": [key for key in weights if key not in expected],
         "shape": [
             f"{key} {tuple(weights[key].shape)} vs {tuple(expected[key].shape)}"
-            for key in expected
-            if key in weights and tuple(weights[key].shape) != tuple(expected[key].shape)
+            for key in mismatched
         ],
     }
     if strict and any(problems.values()):
@@ -381,7 +372,6 @@ def load_model_weights(
             f"{path} does not fit the model {type(model).__name__}: {describe(problems)}"
             "; model.pretrained_strict=false loads only what fits"
         )
-    mismatched = {entry.split(" ")[0] for entry in problems["shape"]}
     matching = {k: v for k, v in weights.items() if k in expected and k not in mismatched}
     model.load_state_dict(matching, strict=False)
     return problems

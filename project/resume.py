@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from project.checkpoint import CHECKPOINT_DIRNAME, load_checkpoint
+from project.checkpoint import CHECKPOINT_DIRNAME, LAST, load_checkpoint
 from project.errors import UserError
 
 # Overrides a resumed run accepts: how long and how it runs, what it logs and saves.
@@ -88,7 +88,7 @@ def find_resumable(target: Path) -> Path | None:
     if not directory.is_dir():
         return None
     candidates = sorted(directory.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    last = directory / "last.pt"
+    last = directory / LAST
     if last.is_file():
         candidates.remove(last)
         candidates.insert(0, last)

@@ -38,8 +38,9 @@ def build_model(model_cfg: DictConfig, initialize: bool = True) -> nn.Module:
         model = instantiate(constructor, _convert_="all")
         if initialize:
             init_weights(model, options["init"] or "default", bool(options["zero_init_residual"]))
-        if initialize and options["pretrained"]:
-            load_pretrained(model, options["pretrained"], options["pretrained_strict"] is not False)
+            if options["pretrained"]:
+                strict = options["pretrained_strict"] is not False
+                load_pretrained(model, options["pretrained"], strict)
         if options["freeze"]:
             freeze(model, options["freeze"])
     except InstantiationException as error:  # Hydra wraps the model's own error

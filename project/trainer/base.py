@@ -150,9 +150,7 @@ class BaseTrainer:
         """Train up to `max_epochs`; return the last epoch's metrics (plus the best score)."""
         if self.checkpoint_policy:
             self._check_monitor(self.monitor, validating=val_loader is not None)
-            self.checkpoint_policy.check_filename(
-                [f"val/{name}" for name in self.validation_metrics] + ["train/loss"]
-            )
+            self.checkpoint_policy.check_filename(self.logged_metrics())
         # A resumed run continues its TensorBoard curves: events the interrupted run wrote
         # after this step are dropped (purge_step), so no step appears twice.
         self.run_logger = RunLogger(
@@ -303,8 +301,8 @@ class BaseTrainer:
 
     def _stop_for_signal(self, bar) -> None:
         bar.close()
-        path = self._save_resumable(f"{self.stop_signals.received} received")
-        raise Preempted(self.stop_signals.received, str(path) if path else None)
+        self._save_resumable(f"{self.stop_signals.received} received")
+        raise Preempted(self.stop_signals.received)
 
     def _save_resumable(self, reason: str) -> Path | None:
         if self.checkpoint_policy is None:
@@ -434,8 +432,12 @@ class BaseTrainer:
 
     # ---- helpers -------------------------------------------------------------------------
 
+    def logged_metrics(self) -> list[str]:
+        """Metrics a checkpoint can be judged and named by."""
+        return [f"val/{name}" for name in self.validation_metrics] + ["train/loss"]
+
     def _check_monitor(self, monitor: str, validating: bool) -> None:
-        available = [f"val/{name}" for name in self.validation_metrics] + ["train/loss"]
+        available = self.logged_metrics()
         if monitor not in available:
             raise UserError(
                 f"checkpoint.monitor={monitor!r} is not a metric of this task; choose one of: {', '.join(available)}"

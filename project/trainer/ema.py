@@ -15,8 +15,17 @@ class WeightEMA:
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
         self.model = model
+        self.names = [name for name, _ in model.named_parameters()]
+        self.names += [name for name, _ in model.named_buffers()]
         self.parameters = [p.detach().clone() for p in model.parameters()]
         self.buffers = [b.detach().clone() for b in model.buffers()]
+
+    def _live(self) -> list[Tensor]:
+        """The model's parameters then buffers, in the order of `names`."""
+        return [p.detach() for p in self.model.parameters()] + list(self.model.buffers())
+
+    def _averages(self) -> list[Tensor]:
+        return self.parameters + self.buffers
 
     @torch.no_grad()
     def update(self) -> None:
@@ -30,34 +39,21 @@ class WeightEMA:
     @torch.no_grad()
     def swapped_in(self):
         """Run the block with the averaged weights in the model, then put the live ones back."""
-        live_parameters = [p.detach().clone() for p in self.model.parameters()]
-        live_buffers = [b.detach().clone() for b in self.model.buffers()]
-        self._copy_into_model(self.parameters, self.buffers)
+        live = self._live()
+        saved = [tensor.clone() for tensor in live]
+        torch._foreach_copy_(live, self._averages())
         try:
             yield
         finally:
-            self._copy_into_model(live_parameters, live_buffers)
-
-    def _copy_into_model(self, parameters: list[Tensor], buffers: list[Tensor]) -> None:
-        for target, source in zip(self.model.parameters(), parameters, strict=True):
-            target.detach().copy_(source)
-        for target, source in zip(self.model.buffers(), buffers, strict=True):
-            target.copy_(source)
+            torch._foreach_copy_(live, saved)
 
     def state_dict(self) -> dict[str, Tensor]:
         """The averaged weights under the model's own state-dict names (loadable into it)."""
-        names = [name for name, _ in self.model.named_parameters()]
-        buffer_names = [name for name, _ in self.model.named_buffers()]
-        state = dict(zip(names, self.parameters, strict=True))
-        state.update(zip(buffer_names, self.buffers, strict=True))
-        return {name: tensor.clone() for name, tensor in state.items()}
+        return {
+            name: tensor.clone() for name, tensor in zip(self.names, self._averages(), strict=True)
+        }
 
+    @torch.no_grad()
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        for name, tensor in zip(
-            [n for n, _ in self.model.named_parameters()], self.parameters, strict=True
-        ):
-            tensor.copy_(state[name])
-        for name, tensor in zip(
-            [n for n, _ in self.model.named_buffers()], self.buffers, strict=True
-        ):
+        for name, tensor in zip(self.names, self._averages(), strict=True):
             tensor.copy_(state[name])

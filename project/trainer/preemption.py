@@ -21,9 +21,9 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 class Preempted(Exception):
     """Raised by the trainer after it saved its state because a stop signal arrived."""
 
-    def __init__(self, signal_name: str, checkpoint: str | None):
+    def __init__(self, signal_name: str):
         super().__init__(signal_name)
-        self.signal_name, self.checkpoint = signal_name, checkpoint
+        self.signal_name = signal_name
 
 
 class StopSignals:

@@ -33,7 +33,7 @@ class SegmentationTrainer(BaseTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.preview: tuple[Tensor, Tensor, Tensor] | None = None
+        self.preview: tuple[Tensor, Tensor, Tensor, int] | None = None
 
     def training_step(self, batch: Any) -> tuple[Tensor, int]:
         images, masks = batch
@@ -46,7 +46,7 @@ class SegmentationTrainer(BaseTrainer):
         predictions = logits.argmax(dim=1)
         if self.preview is None:
             n = PREVIEW_SAMPLES
-            self.preview = (images[:n].float(), masks[:n], predictions[:n])
+            self.preview = (images[:n].float(), masks[:n], predictions[:n], num_classes)
         # Intersection and union per class, summed over the split: IoU is computed once
         # from the totals, not averaged per batch (which would weigh small batches more).
         hits = predictions == masks
@@ -74,10 +74,8 @@ class SegmentationTrainer(BaseTrainer):
     def on_validation_end(self) -> None:
         if self.preview is None:
             return
-        images, masks, predictions = self.preview
+        images, masks, predictions, num_classes = self.preview
         self.preview = None
-        num_classes = int(max(masks.max(), predictions.max())) + 1
-        num_classes = max(num_classes, getattr(self.model, "num_classes", num_classes))
         panels = [
             rescale(images[:, :3]),
             colorize(masks, num_classes),
