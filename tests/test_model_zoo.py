@@ -108,10 +108,16 @@ def test_build_model_applies_init_and_freeze_from_the_config():
     assert summary.parameters - summary.trainable == sum(
         p.numel() for p in model.features[0].parameters()
     )
-    # kaiming_normal, the YAML's init: std of the stem conv matches sqrt(2 / fan_in).
-    stem = model.features[1].block[0][0].weight  # a larger layer than the 27-weight stem
-    fan_in = stem[0].numel()
-    assert stem.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.15)
+    # kaiming_normal, the YAML's init: std of the largest conv matches sqrt(2 / fan_in).
+    # A small layer (the 27-weight stem, a 72-weight depthwise conv) has too few
+    # samples for a 15% tolerance to hold for every random draw.
+    largest = max(
+        (m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)),
+        key=lambda weight: weight.numel(),
+    )
+    assert largest.numel() > 10_000
+    fan_in = largest[0].numel()
+    assert largest.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.1)
 
 
 def test_model_build_options_are_not_passed_to_the_constructor():
