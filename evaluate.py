@@ -27,7 +27,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     checkpoint_path = Path(cfg.ckpt)
     state = load_checkpoint(checkpoint_path)
     run_cfg = OmegaConf.create(state["config"])
-    device = select_device(run_cfg.trainer.gpus if cfg.gpus is None else cfg.gpus)
+    # One device: a run trained on N GPUs is evaluated on one.
+    device = select_device(min(run_cfg.trainer.gpus, 1) if cfg.gpus is None else cfg.gpus)
 
     datasets = build_datasets(run_cfg.dataset, (cfg.split,))
     loader = build_loaders(datasets, run_cfg.loader, seed=run_cfg.seed, device=device)[cfg.split]

@@ -7,20 +7,35 @@ scheduler from it, and hands them to the task's trainer. All logic lives in proj
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from project.checkpoint import CheckpointPolicy
+from project.checkpoint import CheckpointPolicy, load_checkpoint
 from project.data.loaders import build_datasets, build_loaders
-from project.distributed import select_device
+from project.distributed import (
+    ProcessContext,
+    convert_sync_batchnorm,
+    process_group,
+    select_device,
+)
 from project.errors import exit_on_user_error
+from project.launch import (
+    LaunchPlan,
+    agree_on_run_folder,
+    configure_logging,
+    export_slurm_environment,
+    plan_launch,
+    refuse_deprecated_launcher,
+    spawn,
+)
 from project.models.build import build_model
 from project.models.summary import summarize
 from project.optim import build_optimizer, build_scheduler
-from project.resume import redirect_to_run_folder, resume_checkpoint, resume_config
+from project.resume import redirect_to_run_folder, resume_run
 from project.schema import register_schemas, validate_config
 from project.seeding import make_deterministic, seed_everything
 from project.trainer import trainer_class
@@ -29,55 +44,87 @@ from project.trainer.preemption import PREEMPTED_EXIT_CODE, Preempted
 
 log = logging.getLogger("train")
 register_schemas()
+# configs/hydra/launcher/submitit_*.yaml share their names with the plugin's schemas, so
+# Hydra validates them against those schemas (what we want) and warns that this matching
+# is deprecated; the shipped names are the ones the plugin documents.
+warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema")
+CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    """Check the config, then train here or in spawned DDP workers; rank 0's metrics."""
     validate_config(cfg)
     OmegaConf.resolve(cfg)  # the checkpoint and TensorBoard record concrete values
-    run_dir = Path(cfg.paths.output_dir)
-    resumed = resume_checkpoint(cfg.resume, run_dir) if cfg.resume else None
-    if resumed:
-        overrides = list(HydraConfig.get().overrides.task)
-        cfg = resume_config(resumed[1]["config"], cfg, overrides)
+    checkpoint = None
+    if cfg.resume:
+        cfg, checkpoint = resume_run(cfg, list(HydraConfig.get().overrides.task))
         validate_config(cfg)
-        log.info("resuming from %s (step %d)", resumed[0], resumed[1]["global_step"])
-    elif cfg.resume == "auto":
-        log.info("resume=auto: no checkpoint in %s yet, starting the run", run_dir)
-    device = select_device(cfg.trainer.gpus)
-    seed_everything(cfg.seed)
+    export_slurm_environment()
+    plan = plan_launch(cfg.trainer)
+    if plan.spawn:
+        return spawn(fit, (cfg, plan, checkpoint), plan.spawn)
+    process = ProcessContext.from_environment()  # torchrun and SLURM set it; else rank 0 of 1
+    configure_logging(process, logging_config=None)  # Hydra did rank 0's
+    return fit(process, cfg, plan, checkpoint)
+
+
+def fit(
+    process: ProcessContext,
+    cfg: DictConfig,
+    plan: LaunchPlan,
+    checkpoint: Path | None = None,
+    store=None,
+) -> dict:
+    """Build everything from the config and train, as one rank of `process.world_size`,
+    continuing from `checkpoint` (each rank reads it) if given."""
+    run_dir = Path(cfg.paths.output_dir)
+    resumed = load_checkpoint(checkpoint) if checkpoint else None
+    device = select_device(cfg.trainer.gpus, process, cfg.trainer.devices)
+    seed_everything(cfg.seed)  # the same on every rank: identical initial weights
     make_deterministic(cfg.trainer.deterministic, on_cuda=device.type == "cuda")
     task_trainer = trainer_class(cfg.task)
 
-    datasets = build_datasets(cfg.dataset, ("train", "val"))
-    loaders = build_loaders(datasets, cfg.loader, seed=cfg.seed, device=device)
-    model = build_model(cfg.model, initialize=resumed is None)
-    example_input = datasets["train"][0][0].unsqueeze(0)  # multiply-adds of image models
-    log.info("model %s", summarize(model, example_input))
-    optimizer = build_optimizer(cfg.optimizer, model)
-    batches = num_batches(loaders["train"], cfg.trainer.limit_train_batches)
-    steps_per_epoch = -(
-        -batches // cfg.trainer.accumulate_grad_batches
-    )  # ceil: a last partial step
-    scheduler = build_scheduler(
-        cfg.scheduler, optimizer, steps_per_epoch=steps_per_epoch, max_epochs=cfg.trainer.max_epochs
-    )
+    with process_group(process, device, store):
+        # The model first: a bad model key fails in a second, not after the data is built.
+        # (Datasets draw from their own generators: the order leaves the weights unchanged.)
+        model = build_model(cfg.model, initialize=resumed is None)
+        datasets = build_datasets(cfg.dataset, ("train", "val"))
+        loaders = build_loaders(datasets, cfg.loader, seed=cfg.seed, device=device, process=process)
+        example_input = datasets["train"][0][0].unsqueeze(0)  # multiply-adds of image models
+        log.info("model %s", summarize(model, example_input))
+        if plan.sync_bn and process.distributed:
+            model = convert_sync_batchnorm(model)
+        optimizer = build_optimizer(cfg.optimizer, model)
+        batches = num_batches(loaders["train"], cfg.trainer.limit_train_batches)
+        steps_per_epoch = -(
+            -batches // cfg.trainer.accumulate_grad_batches
+        )  # ceil: a last partial step
+        scheduler = build_scheduler(
+            cfg.scheduler,
+            optimizer,
+            steps_per_epoch=steps_per_epoch,
+            max_epochs=cfg.trainer.max_epochs,
+        )
 
-    trainer = task_trainer(
-        model,
-        optimizer,
-        scheduler,
-        trainer_cfg=cfg.trainer,
-        logger_cfg=cfg.logger,
-        device=device,
-        run_dir=run_dir,
-        checkpoint_policy=CheckpointPolicy(run_dir, **cfg.checkpoint),
-        run_config=OmegaConf.to_container(cfg),
-    )
-    if resumed:
-        trainer.load_training_state(resumed[1])
-    metrics = trainer.fit(loaders["train"], loaders["val"])
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    log.info("run folder: %s", run_dir)
+        trainer = task_trainer(
+            model,
+            optimizer,
+            scheduler,
+            trainer_cfg=cfg.trainer,
+            logger_cfg=cfg.logger,
+            device=device,
+            run_dir=run_dir,
+            checkpoint_policy=CheckpointPolicy(run_dir, **cfg.checkpoint),
+            run_config=OmegaConf.to_container(cfg),
+            strategy=plan.strategy,
+            process=process,
+        )
+        if resumed:
+            trainer.load_training_state(resumed)
+        metrics = trainer.fit(loaders["train"], loaders["val"])
+    if process.is_main:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        log.info("run folder: %s", run_dir)
     return metrics
 
 
@@ -94,11 +141,15 @@ def main(cfg: DictConfig) -> float | None:
                 cfg.paths.output_dir,
             )
             sys.exit(PREEMPTED_EXIT_CODE)
-    # Hydra sweepers (Optuna) optimize the value main returns.
-    return metrics.get(cfg.checkpoint.monitor)
+    # Hydra sweepers (Optuna) optimize the value main returns: the run's best score.
+    monitor = cfg.checkpoint.monitor
+    return metrics.get(f"best/{monitor}", metrics.get(monitor))
 
 
 if __name__ == "__main__":
+    refuse_deprecated_launcher(sys.argv)
     # resume=<run> must write into that run's folder: set before Hydra creates a new one.
     sys.argv = redirect_to_run_folder(sys.argv)
+    # torchrun: every rank runs Hydra; they must all use rank 0's run folder.
+    sys.argv = agree_on_run_folder(sys.argv, CONFIG_DIR, "train")
     main()

@@ -7,6 +7,7 @@ Then `resume_config` rebuilds the run's configuration from the checkpoint and ap
 command-line overrides that do not change what is trained; the others are refused.
 """
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from project.checkpoint import CHECKPOINT_DIRNAME, LAST, load_checkpoint
 from project.errors import UserError
+from project.schema import SCHEMAS
+
+log = logging.getLogger(__name__)
 
 # Overrides a resumed run accepts: how long and how it runs, what it logs and saves.
 # Anything else (model, dataset, optimizer, scheduler, seed, batch size, precision ...)
@@ -26,6 +30,9 @@ HARMLESS_KEYS = (
     "trainer.limit_val_batches",
     "trainer.check_val_every_n_epoch",
     "trainer.gpus",
+    "trainer.num_processes",  # a mid-epoch checkpoint refuses another world size
+    "trainer.strategy",
+    "trainer.devices",
     "trainer.early_stopping",
     "loader.num_workers",
     "loader.pin_memory",
@@ -125,6 +132,10 @@ def resume_config(saved: dict[str, Any], composed: DictConfig, overrides: list[s
     """The checkpoint's config with the harmless command-line `overrides` applied (values
     taken from the `composed` config, so group choices work too); others are refused."""
     config = OmegaConf.create(saved)
+    # Keys added to the schemas since the checkpoint was written take their defaults.
+    for group, schema in SCHEMAS.items():
+        if group in config:
+            config[group] = OmegaConf.merge(OmegaConf.structured(schema), config[group])
     refused = []
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
@@ -146,3 +157,17 @@ def resume_config(saved: dict[str, Any], composed: DictConfig, overrides: list[s
     config.resume = composed.resume
     config.paths.output_dir = composed.paths.output_dir
     return config
+
+
+def resume_run(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path | None]:
+    """For `resume=`: the config to continue with and the checkpoint each rank loads
+    (None: `auto` found nothing, so the run starts). The config must be known before
+    the launch, since it says how many processes to start."""
+    run_dir = Path(cfg.paths.output_dir)
+    resumed = resume_checkpoint(cfg.resume, run_dir)
+    if resumed is None:
+        log.info("resume=auto: no checkpoint in %s yet, starting the run", run_dir)
+        return cfg, None
+    path, state = resumed
+    log.info("resuming from %s (step %d)", path, state["global_step"])
+    return resume_config(state["config"], cfg, overrides), path

@@ -31,6 +31,10 @@ class EarlyStoppingConfig:
 class TrainerConfig:
     max_epochs: int = _field(8, min=1)
     gpus: int = _field(0, min=0)
+    strategy: str = _field("auto", choices=("auto", "ddp", "dp"))
+    num_processes: int = _field(1, min=1)  # DDP processes on the CPU (gloo) when gpus=0
+    sync_bn: bool = False
+    devices: list[int] | None = None  # CUDA indices this job uses; null = 0..gpus-1
     precision: str = _field("32", choices=("32", "bf16-mixed", "16-mixed"))
     accumulate_grad_batches: int = _field(1, min=1)
     gradient_clip_val: float = _field(0.0, min=0.0)  # max total grad norm; 0 = off

@@ -5,6 +5,9 @@ import json
 import pytest
 import torch
 
+from project.distributed import convert_sync_batchnorm, process_group
+from project.launch import spawn
+from project.models.lstm import LSTMClassifier
 from tests.conftest import FAST_TRAINING, run_script
 
 pytestmark = [
@@ -35,3 +38,38 @@ def test_asking_for_more_gpus_than_exist_says_how_many_there_are(tmp_path):
     result = run_script("train.py", f"trainer.gpus={count + 1}", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
     assert f"this machine has {count} CUDA device(s)" in result.stderr
+
+
+def sync_batchnorm_step(process, inputs: list, store=None) -> dict:
+    """One training-mode forward of a SyncBatchNorm on this rank's half of `inputs`."""
+    device = torch.device("cuda", process.local_rank)
+    torch.cuda.set_device(device)
+    with process_group(process, device, store):
+        layer = convert_sync_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(3))).to(device)
+        shard = torch.tensor(inputs).chunk(process.world_size)[process.rank].to(device)
+        output = layer(shard)
+        return {
+            "output": output.cpu().tolist(),
+            "running_mean": layer[0].running_mean.cpu().tolist(),
+            "running_var": layer[0].running_var.cpu().tolist(),
+        }
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_sync_batchnorm_on_two_gpus_equals_batchnorm_on_the_full_batch():
+    inputs = torch.randn(8, 3, 5, 5, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    reference = torch.nn.BatchNorm2d(3)
+    expected = reference(inputs)
+    rank0 = spawn(sync_batchnorm_step, (inputs.tolist(),), processes=2)
+    torch.testing.assert_close(torch.tensor(rank0["output"]), expected[:4], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(rank0["running_mean"]), reference.running_mean)
+    torch.testing.assert_close(torch.tensor(rank0["running_var"]), reference.running_var)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_dataparallel_lstm_matches_the_bare_model():
+    model = LSTMClassifier(vocab_size=20, num_classes=3).cuda().eval()
+    wrapped = torch.nn.DataParallel(model, device_ids=[0, 1])
+    tokens = torch.randint(1, 20, (6, 11), device="cuda")
+    lengths = torch.tensor([11, 3, 7, 11, 2, 5])
+    torch.testing.assert_close(wrapped(tokens, lengths), model(tokens, lengths))

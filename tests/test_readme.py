@@ -74,8 +74,11 @@ def run_readme_command(command: str, copy: Path, run_dir: Path):
 def test_every_documented_train_command_composes_and_validates():
     documented = commands(README, "python train.py")
     assert len(documented) >= 5
-    for command in documented:
-        words = shlex.split(command)[2:]
+    torchrun = [c.split(" train.py", 1)[1] for c in commands(README, "torchrun ")]
+    assert len(torchrun) == 2
+    for command in documented + [f"python train.py{args}" for args in torchrun]:
+        # ${hydra:job.num} exists only inside a sweep's job; job 0 stands for it here.
+        words = shlex.split(command.replace("${hydra:job.num}", "0"))[2:]
         if "-m" in words:  # a sweep: compose each job's value
             words.remove("-m")
             sweeps = [word for word in words if "," in word]
@@ -93,7 +96,9 @@ def test_every_documented_train_command_composes_and_validates():
 
 
 def test_the_documented_multirun_runs_one_job_per_value(tmp_path):
-    [command] = [c for c in commands(README, "python train.py") if " -m " in c]
+    [command] = [
+        c for c in commands(README, "python train.py") if c.endswith(" -m optimizer.lr=0.1,0.01")
+    ]
     words = shlex.split(command)[2:]
     result = run_script("train.py", *words, "debug=fast", f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]

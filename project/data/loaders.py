@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from project.data.sampling import EpochSampler, SeededItems
+from project.distributed import SINGLE_PROCESS, ProcessContext
 from project.errors import UserError
 
 BUILDER_KEYS = ("transforms", "task")  # read by the builder, not passed to the dataset
@@ -60,8 +61,15 @@ def init_worker(worker_id: int) -> None:
 
 
 def build_loader(
-    dataset: Dataset, loader_cfg: Any, *, train: bool, seed: int, device: torch.device
+    dataset: Dataset,
+    loader_cfg: Any,
+    *,
+    train: bool,
+    seed: int,
+    device: torch.device,
+    process: ProcessContext = SINGLE_PROCESS,
 ) -> DataLoader:
+    """`loader.batch_size` is per process; under DDP each rank loads its shard."""
     workers = loader_cfg.num_workers
     pin_memory = device.type == "cuda" if loader_cfg.pin_memory is None else loader_cfg.pin_memory
     batch_size = (
@@ -70,13 +78,22 @@ def build_loader(
         else (loader_cfg.eval_batch_size or 2 * loader_cfg.batch_size)
     )
     # Order and augmentation follow (seed, epoch, index) alone: see project/data/sampling.py.
-    sampler = EpochSampler(len(dataset), shuffle=train, seed=seed)
+    # Training shards are even (every rank takes the same steps); evaluation shards hold
+    # each item once, so metrics summed over ranks are exact.
+    sampler = EpochSampler(
+        len(dataset),
+        shuffle=train,
+        seed=seed,
+        rank=process.rank,
+        world_size=process.world_size,
+        even=train,
+    )
     return DataLoader(
         SeededItems(dataset, seed),
         batch_size=batch_size,
         sampler=sampler,
         collate_fn=getattr(dataset, "collate_fn", None),
-        drop_last=train and loader_cfg.drop_last and len(dataset) > batch_size,
+        drop_last=train and loader_cfg.drop_last and len(sampler) > batch_size,
         num_workers=workers,
         pin_memory=pin_memory,
         persistent_workers=loader_cfg.persistent_workers and workers > 0,
@@ -87,10 +104,22 @@ def build_loader(
 
 
 def build_loaders(
-    datasets: dict[str, Dataset], loader_cfg: Any, *, seed: int, device: torch.device
+    datasets: dict[str, Dataset],
+    loader_cfg: Any,
+    *,
+    seed: int,
+    device: torch.device,
+    process: ProcessContext = SINGLE_PROCESS,
 ) -> dict[str, DataLoader]:
     loaders = {
-        split: build_loader(dataset, loader_cfg, train=split == "train", seed=seed, device=device)
+        split: build_loader(
+            dataset,
+            loader_cfg,
+            train=split == "train",
+            seed=seed,
+            device=device,
+            process=process,
+        )
         for split, dataset in datasets.items()
     }
     if "train" in loaders and len(loaders["train"]) == 0:

@@ -29,7 +29,13 @@ def mix_seed(*parts: int) -> int:
 
 class EpochSampler(Sampler):
     """Yields (epoch, index) pairs: a seeded permutation per epoch (or the plain order),
-    this rank's shard of it, starting after `start_index` items of the shard."""
+    this rank's shard of it, starting after `start_index` items of the shard.
+
+    Training shards have equal lengths (DDP needs every rank to take the same number of
+    steps), so, like DistributedSampler, they repeat a few items or drop them (`drop_last`).
+    With `even=False` (evaluation) they do not: each item is in exactly one shard, and the
+    metrics summed over ranks are exactly those of one process.
+    """
 
     def __init__(
         self,
@@ -39,12 +45,13 @@ class EpochSampler(Sampler):
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
+        even: bool = True,
     ):
         self.length, self.shuffle, self.seed = length, shuffle, seed
         self.rank, self.world_size = rank, world_size
-        # Like DistributedSampler: every rank gets the same count, padded by repeating
-        # the first items (or truncated with drop_last).
-        if drop_last:
+        if not even:
+            self.per_rank = len(range(rank, length, world_size))
+        elif drop_last:
             self.per_rank = length // world_size
         else:
             self.per_rank = math.ceil(length / world_size)
@@ -62,9 +69,9 @@ class EpochSampler(Sampler):
         else:
             indices = list(range(self.length))
         total = self.per_rank * self.world_size
-        if total > len(indices):
+        if total > len(indices):  # even shards: repeat the first items
             indices += indices[: total - len(indices)]
-        return indices[:total][self.rank :: self.world_size]
+        return indices[self.rank :: self.world_size][: self.per_rank]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         for index in self.order()[self.start_index :]:

@@ -25,6 +25,15 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from project.checkpoint import CheckpointPolicy
 from project.data.sampling import EpochSampler
+from project.distributed import (
+    SINGLE_PROCESS,
+    ProcessContext,
+    all_reduce_sum,
+    any_rank,
+    gpu_indices,
+    unwrap,
+    wrap_model,
+)
 from project.errors import UserError
 from project.seeding import restore_rng_state, rng_state
 from project.trainer.early_stopping import EarlyStopping
@@ -36,6 +45,10 @@ from project.trainer.run_logger import RunLogger
 log = logging.getLogger(__name__)
 
 AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+# Under DDP the ranks agree on a stop signal every this many optimizer steps: the check is a
+# collective (and on CUDA a sync), too dear for every step; a scheduler's grace period is
+# seconds to minutes.
+STOP_CHECK_EVERY_N_STEPS = 10
 
 
 def num_batches(loader: DataLoader, limit: int | None) -> int:
@@ -60,6 +73,9 @@ class BaseTrainer:
     `trainer_cfg` and `logger_cfg` follow `TrainerConfig` and `LoggerConfig` in
     project/schema.py (a DictConfig from Hydra, or the dataclasses themselves).
     `run_config` is the resolved run config, stored in checkpoints and TensorBoard.
+    `strategy` wraps the model for several devices ("ddp", "dp", or None); `process` says
+    which rank this is. `self.model` is what the steps call (maybe wrapped), `self.module`
+    the bare model that checkpoints, EMA and evaluation use.
     """
 
     #: Names of the metrics `validation_step` returns, logged with a "val/" prefix.
@@ -77,6 +93,8 @@ class BaseTrainer:
         run_dir: Path | None = None,
         checkpoint_policy: CheckpointPolicy | None = None,
         run_config: dict[str, Any] | None = None,
+        strategy: str | None = None,
+        process: ProcessContext = SINGLE_PROCESS,
     ):
         self.cfg = trainer_cfg
         # Plain attributes for what the per-step path reads: a DictConfig lookup costs
@@ -86,14 +104,22 @@ class BaseTrainer:
         self.device = device
         # Batches from a CPU loader are already where a CPU model needs them.
         self.batches_need_moving = device.type != "cpu"
-        self.model = model.to(device)
+        self.process = process
+        self.module = unwrap(model).to(device)
+        dp_device_ids = (
+            gpu_indices(trainer_cfg.gpus, trainer_cfg.devices, torch.cuda.device_count())
+            if strategy == "dp"
+            else []
+        )
+        self.model = wrap_model(self.module, strategy, device, dp_device_ids)
+        self.ddp = strategy == "ddp"
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.run_dir = run_dir
         self.checkpoint_policy = checkpoint_policy
         self.run_config = run_config or {}
         self.log_every_n_steps = logger_cfg.log_every_n_steps
-        self.show_progress = progress_bar_enabled(logger_cfg.progress_bar)
+        self.show_progress = process.is_main and progress_bar_enabled(logger_cfg.progress_bar)
         self.tensorboard = logger_cfg.tensorboard
         self.run_logger = RunLogger(None)  # opened by fit(), which knows the resumed step
         # Early stopping and ReduceLROnPlateau follow the checkpoint's metric; without a
@@ -117,7 +143,7 @@ class BaseTrainer:
         )
 
         self.max_steps = trainer_cfg.max_steps
-        self.ema = WeightEMA(self.model, trainer_cfg.ema_decay) if trainer_cfg.ema_decay else None
+        self.ema = WeightEMA(self.module, trainer_cfg.ema_decay) if trainer_cfg.ema_decay else None
         self.stop_signals = StopSignals()
 
         self.epoch = 0  # completed epochs
@@ -154,14 +180,21 @@ class BaseTrainer:
         # A resumed run continues its TensorBoard curves: events the interrupted run wrote
         # after this step are dropped (purge_step), so no step appears twice.
         self.run_logger = RunLogger(
-            self.run_dir, tensorboard=self.tensorboard, purge_step=self.global_step or None
+            self.run_dir if self.process.is_main else None,
+            tensorboard=self.tensorboard,
+            purge_step=self.global_step or None,
         )
+        batch_size = train_loader.batch_size or 0
         log.info(
-            "training %s: %d epochs, %d batches per epoch of %d samples, device %s, precision %s",
-            type(self.model).__name__,
+            "training %s: %d epochs, %d batches per epoch of %d samples per process, "
+            "global batch %d (%d processes x %d accumulated), device %s, precision %s",
+            type(self.module).__name__,
             self.cfg.max_epochs,
             num_batches(train_loader, self.cfg.limit_train_batches),
-            train_loader.batch_size or 0,
+            batch_size,
+            batch_size * self.process.world_size * self.accumulate_grad_batches,
+            self.process.world_size,
+            self.accumulate_grad_batches,
             self.device,
             self.cfg.precision,
         )
@@ -207,7 +240,7 @@ class BaseTrainer:
         score = metrics.get(self.monitor, math.nan)
         if isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step(score)
-        if self.checkpoint_policy:
+        if self.checkpoint_policy and self.process.is_main:
             self.run_logger.flush()
             self.checkpoint_policy.on_validation_end(
                 metrics, self.epoch, self.global_step, self.training_state
@@ -245,7 +278,8 @@ class BaseTrainer:
         bar.update(start)
         losses, counts = self.epoch_losses, self.epoch_counts
         policy, stop_signals, max_steps = self.checkpoint_policy, self.stop_signals, self.max_steps
-        save_every = policy.every_n_steps if policy is not None else None
+        save_every = policy.every_n_steps if policy is not None and self.process.is_main else None
+        distributed = self.process.distributed
         data_wait = 0.0
         epoch_start = fetch_start = time.perf_counter()
         for batch_index, batch in enumerate(batch_iterator, start=start):
@@ -254,15 +288,18 @@ class BaseTrainer:
             data_wait += time.perf_counter() - fetch_start
             if self.batches_need_moving:
                 batch = move_to_device(batch, self.device)
-            with self.autocast():
-                loss, count = self.training_step(batch)
-            scaled = loss / accumulate if accumulate > 1 else loss
-            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            last_batch = batch_index + 1 == batches
+            stepping = (batch_index + 1) % accumulate == 0 or last_batch
+            # DDP: accumulate locally, all-reduce gradients only before the optimizer step.
+            with self.model.no_sync() if self.ddp and not stepping else contextlib.nullcontext():
+                with self.autocast():
+                    loss, count = self.training_step(batch)
+                scaled = loss / accumulate if accumulate > 1 else loss
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             losses.append(loss.detach())
             counts.append(count)
             bar.update()
-            last_batch = batch_index + 1 == batches
-            if (batch_index + 1) % accumulate == 0 or last_batch:
+            if stepping:
                 self.optimizer_step()
                 self.batch_in_epoch = batch_index + 1
                 if self.ema is not None:
@@ -270,7 +307,12 @@ class BaseTrainer:
                 if self.global_step % self.log_every_n_steps == 0:
                     self._log_step(loss, bar)
                 # Rare events, each one cheap test per step (see benchmarks/overhead.py).
-                if stop_signals.received:
+                if distributed:  # every rank stops at the same step, or the others hang
+                    if self.global_step % STOP_CHECK_EVERY_N_STEPS == 0 and any_rank(
+                        stop_signals.received is not None, self.device
+                    ):
+                        self._stop_for_signal(bar)
+                elif stop_signals.received:
                     self._stop_for_signal(bar)
                 if max_steps is not None and self.global_step >= max_steps and not last_batch:
                     self._save_resumable("trainer.max_steps reached")
@@ -284,13 +326,19 @@ class BaseTrainer:
             fetch_start = time.perf_counter()
         bar.close()
         elapsed = time.perf_counter() - epoch_start
-        samples = sum(counts)
         weights = torch.tensor(counts, dtype=torch.float64, device=self.device)
-        mean_loss = (torch.stack(losses).double() * weights).sum() / samples
-        trained = sum(counts[start:])
+        # Summed over ranks: the epoch's loss is the mean over every sample of every rank.
+        totals = torch.stack(
+            [
+                (torch.stack(losses).double() * weights).sum(),
+                weights.sum(),
+                weights[start:].sum(),  # trained in this call (not before a resume)
+            ]
+        )
+        loss_sum, samples, trained = all_reduce_sum(totals).tolist()
         self.batch_in_epoch, self.epoch_losses, self.epoch_counts = 0, [], []
         return {
-            "train/loss": mean_loss.item(),
+            "train/loss": loss_sum / samples,
             "train/samples_per_sec": trained / elapsed,
             "train/data_wait_fraction": data_wait / elapsed,
             "lr": self.optimizer.param_groups[0]["lr"],
@@ -301,10 +349,14 @@ class BaseTrainer:
 
     def _stop_for_signal(self, bar) -> None:
         bar.close()
-        self._save_resumable(f"{self.stop_signals.received} received")
-        raise Preempted(self.stop_signals.received)
+        # Under DDP a rank may stop for a signal another rank received.
+        received = self.stop_signals.received or "a stop signal to another rank"
+        self._save_resumable(f"{received} received")
+        raise Preempted(received)
 
     def _save_resumable(self, reason: str) -> Path | None:
+        if not self.process.is_main:
+            return None
         if self.checkpoint_policy is None:
             log.warning(
                 "%s at step %d; no checkpoint policy, nothing saved", reason, self.global_step
@@ -344,26 +396,36 @@ class BaseTrainer:
     def evaluate(
         self, loader: DataLoader, prefix: str = "val", limit: int | None = None
     ) -> dict[str, float]:
-        """Run `validation_step` over `loader`; metrics are per-sample means, `<prefix>/<name>`."""
+        """Run `validation_step` over `loader`; metrics are per-sample means, `<prefix>/<name>`.
+        Under DDP each rank evaluates its own shard (no sample twice, see EpochSampler) and
+        the sums are added over ranks, so every rank gets the single-process values."""
         self.model.eval()
         batches = num_batches(loader, limit)
         bar = progress_bar(batches, prefix, self.show_progress)
         totals: dict[str, Tensor] = {}
         samples = 0
-        for batch_index, batch in enumerate(loader):
-            if batch_index == batches:
-                break
-            with self.autocast():
-                sums, count = self.validation_step(move_to_device(batch, self.device))
-            for name, value in sums.items():
-                value = value.detach().double()
-                totals[name] = totals[name] + value if name in totals else value
-            samples += count
-            bar.update()
-            if self.show_progress and batch_index % 10 == 0:
-                shown = self.reduce_metrics(totals, samples)
-                bar.set_postfix({name: f"{value:.4f}" for name, value in shown.items()})
+        # The bare model under DDP: the wrapper's forward would sync buffers across ranks,
+        # which hold shards of different lengths.
+        wrapped, self.model = self.model, (self.module if self.ddp else self.model)
+        try:
+            for batch_index, batch in enumerate(loader):
+                if batch_index == batches:
+                    break
+                with self.autocast():
+                    sums, count = self.validation_step(move_to_device(batch, self.device))
+                for name, value in sums.items():
+                    value = value.detach().double()
+                    totals[name] = totals[name] + value if name in totals else value
+                samples += count
+                bar.update()
+                if self.show_progress and batch_index % 10 == 0:
+                    shown = self.reduce_metrics(totals, samples)
+                    bar.set_postfix({name: f"{value:.4f}" for name, value in shown.items()})
+        finally:
+            self.model = wrapped
         bar.close()
+        if self.process.distributed:
+            totals, samples = self._sum_over_ranks(totals, samples)
         if samples == 0:
             raise UserError(
                 f"the {prefix} split produced no batches; check its size and loader.batch_size"
@@ -372,6 +434,28 @@ class BaseTrainer:
             f"{prefix}/{name}": value
             for name, value in self.reduce_metrics(totals, samples).items()
         }
+
+    def _sum_over_ranks(
+        self, totals: dict[str, Tensor], samples: int
+    ) -> tuple[dict[str, Tensor], int]:
+        """One all-reduce of every total (flattened into one float64 vector) and the count."""
+        if not totals:  # the ranks would disagree on what to add up
+            raise UserError(
+                f"a rank got no validation batch: the split is smaller than the {self.process.world_size} processes"
+            )
+        names = sorted(totals)
+        shapes = [totals[name].shape for name in names]
+        flat = torch.cat(
+            [totals[name].reshape(-1) for name in names]
+            + [torch.tensor([float(samples)], dtype=torch.float64, device=self.device)]
+        )
+        flat = all_reduce_sum(flat)
+        summed, offset = {}, 0
+        for name, shape in zip(names, shapes, strict=True):
+            size = shape.numel()
+            summed[name] = flat[offset : offset + size].reshape(shape)
+            offset += size
+        return summed, int(flat[-1].item())
 
     def reduce_metrics(self, totals: dict[str, Tensor], samples: int) -> dict[str, float]:
         """Epoch metrics from the summed outputs of `validation_step`: per-sample means by
@@ -388,7 +472,7 @@ class BaseTrainer:
         at the exact step (see `load_training_state`)."""
         return {
             "config": self.run_config,
-            "model": self.model.state_dict(),
+            "model": self.module.state_dict(),  # bare: never a `module.` prefix
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "scaler": self.scaler.state_dict() if self.scaler else None,
@@ -397,6 +481,7 @@ class BaseTrainer:
             "early_stopping": self.early_stopping.state_dict(),
             "epoch": self.epoch,
             "global_step": self.global_step,
+            "world_size": self.process.world_size,  # the sampler's shards depend on it
             "position": {
                 "batch": self.batch_in_epoch,
                 "losses": torch.stack(self.epoch_losses).cpu() if self.epoch_losses else None,
@@ -409,7 +494,12 @@ class BaseTrainer:
     def load_training_state(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint written by `training_state`: the next step is the
         one the saved run would have taken, with the same data, RNG draws and LR."""
-        self.model.load_state_dict(state["model"])
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.process.world_size and state["position"]["batch"]:
+            raise UserError(
+                f"the checkpoint stopped mid-epoch with {saved_world} process(es); resume it with the same number (now {self.process.world_size}), or from an epoch-end checkpoint"
+            )
+        self.module.load_state_dict(state["model"])
         if self.optimizer is not None and state["optimizer"] is not None:
             self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:

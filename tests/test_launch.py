@@ -1,0 +1,153 @@
+"""DDP as users start it, run as real commands: workers spawned by train.py on the CPU
+(gloo), torchrun, a stop signal, and DDP/DataParallel on two GPUs where there are two."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from evaluate import evaluate
+from project.checkpoint import load_checkpoint
+from project.launch import refuse_deprecated_launcher
+from project.trainer.preemption import PREEMPTED_EXIT_CODE
+from tests.conftest import REPO_ROOT, compose_config, run_script
+
+# One short epoch; the validation split is odd-sized (301) so the two ranks' shards differ.
+SHORT_DDP_RUN = [
+    "trainer.num_processes=2",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "dataset.train_size=1000",
+    "dataset.val_size=301",
+    "logger.progress_bar=false",
+]
+
+
+def run_folders(log_dir: Path) -> list[Path]:
+    return sorted(path for path in (log_dir / "train" / "runs").iterdir() if path.is_dir())
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory) -> Path:
+    """`python train.py trainer.num_processes=2 ...`: 2 gloo DDP workers spawned by train.py."""
+    log_dir = tmp_path_factory.mktemp("logs")
+    result = run_script("train.py", *SHORT_DDP_RUN, f"paths.log_dir={log_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    folders = run_folders(log_dir)
+    assert len(folders) == 1, folders  # the workers share the parent's run folder
+    return folders[0]
+
+
+def test_spawned_ddp_writes_one_run_from_rank_zero(ddp_run):
+    log = (ddp_run / "train.log").read_text()
+    assert "starting 2 DDP worker processes" in log
+    assert "global batch 256 (2 processes x 1 accumulated)" in log
+    assert log.count("training SmallCNN") == 1  # rank 1 does not log info lines
+    assert len(list(ddp_run.glob("events.out.tfevents.*"))) == 1
+    assert (ddp_run / ".hydra" / "config.yaml").is_file()
+    state = load_checkpoint(ddp_run / "checkpoints" / "last.pt")
+    assert state["world_size"] == 2
+    assert not [key for key in state["model"] if key.startswith("module.")]
+
+
+def test_ddp_validation_metrics_equal_a_single_process_evaluation(ddp_run):
+    trained = json.loads((ddp_run / "metrics.json").read_text())
+    checkpoint = ddp_run / "checkpoints" / "last.pt"
+    # evaluate.py's own function, in this (single) process.
+    evaluated = evaluate(compose_config("evaluate", [f"ckpt={checkpoint}", "split=val"]))
+    assert trained["val/acc"] == evaluated["val/acc"]  # 301 samples, each counted once
+    assert trained["val/loss"] == pytest.approx(evaluated["val/loss"], rel=1e-5)
+
+
+def test_torchrun_ranks_share_rank_zero_run_folder(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run(
+        # README: torchrun --standalone --nproc-per-node=2 train.py (and a short run)
+        [str(torchrun), "--standalone", "--nproc-per-node=2", "train.py", "debug=fast",
+         f"paths.log_dir={tmp_path}", "logger.progress_bar=false"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    folders = run_folders(tmp_path)
+    assert len(folders) == 1, folders
+    run = folders[0]
+    assert (run / "metrics.json").is_file() and (run / "checkpoints" / "last.pt").is_file()
+    assert sorted(path.name for path in (run / ".hydra").iterdir()) == [
+        "config.yaml", "hydra.yaml", "overrides.yaml"
+    ]  # fmt: skip
+    log = (run / "train.log").read_text()
+    assert "global batch 256 (2 processes" in log and log.count("training SmallCNN") == 1
+
+
+def test_the_deprecated_launcher_is_pointed_to_torchrun(capsys):
+    # train.py calls this first thing; `python -m torch.distributed.launch` adds --local-rank.
+    with pytest.raises(SystemExit) as stop:
+        refuse_deprecated_launcher(["train.py", "--local-rank=0", "trainer.gpus=1"])
+    assert stop.value.code == 2
+    stderr = capsys.readouterr().err
+    assert "torch.distributed.launch is deprecated" in stderr and "use torchrun" in stderr
+    refuse_deprecated_launcher(["train.py", "trainer.gpus=1"])  # anything else passes
+
+
+@pytest.mark.slow
+def test_a_user_error_in_the_workers_is_reported_once_with_exit_code_2(tmp_path):
+    # checkpoint.monitor is checked inside the trainer, that is in the spawned workers.
+    result = run_script(
+        "train.py", *SHORT_DDP_RUN, "checkpoint.monitor=val/nope", f"paths.log_dir={tmp_path}"
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.count("checkpoint.monitor='val/nope' is not a metric") == 1
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_ddp_rank_at_the_same_step_and_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "train.py", f"hydra.run.dir={run_dir}", "trainer.num_processes=2",
+         "trainer.max_epochs=50", "dataset.train_size=4000", "dataset.val_size=200",
+         "logger.progress_bar=false"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # as under a scheduler: the signal reaches the parent only
+    )  # fmt: skip
+    log = run_dir / "train.log"
+    deadline = time.monotonic() + 180
+    while not (log.is_file() and "training SmallCNN" in log.read_text()):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.2)
+    time.sleep(3)  # mid-epoch
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=180)
+    assert process.returncode == PREEMPTED_EXIT_CODE, stderr[-3000:]
+    assert f"stopped by SIGTERM; exit code {PREEMPTED_EXIT_CODE}" in log.read_text()
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    steps_per_epoch = 4000 // 2 // 128
+    assert state["global_step"] % 10 == 0  # the ranks agree every 10 steps
+    assert state["position"]["batch"] == state["global_step"] % steps_per_epoch
+    epochs = state["epoch"] + 1
+    result = run_script(
+        "train.py", f"resume={run_dir}", f"trainer.max_epochs={epochs}", timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert (resumed["global_step"], resumed["epoch"]) == (steps_per_epoch * epochs, epochs)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_two_gpu_ddp_and_dataparallel_train(tmp_path):
+    for strategy in ("ddp", "dp"):
+        result = run_script(
+            "train.py", "trainer.gpus=2", f"trainer.strategy={strategy}", "debug=fast",
+            f"hydra.run.dir={tmp_path / strategy}",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        state = load_checkpoint(tmp_path / strategy / "checkpoints" / "last.pt")
+        assert not [key for key in state["model"] if key.startswith("module.")]
