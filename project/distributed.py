@@ -75,6 +75,11 @@ def select_device(
 ) -> torch.device:
     """The CPU for `trainer.gpus=0`; otherwise this process's GPU (one per process under DDP)."""
     if gpus == 0:
+        if process.distributed and "OMP_NUM_THREADS" not in os.environ:
+            # DDP on the CPU: share the cores among this machine's ranks (as torchrun does),
+            # or each rank starts a thread per core and they spin against each other.
+            ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", process.world_size))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks_here))
         return torch.device("cpu")
     check_gpus(1 if process.distributed else gpus)
     indices = gpu_indices(gpus, devices, torch.cuda.device_count())

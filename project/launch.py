@@ -33,7 +33,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from project.distributed import ProcessContext, check_gpus
-from project.errors import USER_ERROR_EXIT_CODE, UserError
+from project.errors import USER_ERROR_EXIT_CODE, UserError, exit_on_user_error
 from project.trainer.preemption import PREEMPTED_EXIT_CODE, STOP_SIGNALS, Preempted
 
 log = logging.getLogger(__name__)
@@ -176,10 +176,13 @@ def _worker(
     configure_logging(process, logging_config)
     store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=RENDEZVOUS_TIMEOUT)
     try:
-        result = fn(process, *args, store=store)
-    except UserError as error:
-        if process.is_main:  # one message, not one per rank
-            print(f"error: {error}", file=sys.stderr, flush=True)
+        if process.is_main:  # the one-line message on stderr and in train.log, exit code 2
+            with exit_on_user_error():
+                result = fn(process, *args, store=store)
+        else:
+            result = fn(process, *args, store=store)
+    except UserError as error:  # another rank: a console line tagged with its rank
+        log.error("%s", error)
         sys.exit(USER_ERROR_EXIT_CODE)
     except Preempted:
         sys.exit(PREEMPTED_EXIT_CODE)

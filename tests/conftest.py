@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+# One thread per process: pytest runs 2 workers on 2 cores, and their training subprocesses
+# and DDP workers would otherwise each start a thread per core and spin against each other.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra

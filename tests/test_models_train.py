@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import run_script
+from evaluate import evaluate
+from tests.conftest import compose_config, run_script
 
 TINY_DATA = ["dataset.train_size=256", "dataset.val_size=64", "dataset.test_size=64"]
 ONE_EPOCH = ["trainer.max_epochs=1", "scheduler=onecycle", "loader.batch_size=32"]
@@ -56,10 +57,10 @@ def test_segmentation_and_sequence_experiments_train_and_evaluate(tmp_path):
     # 4 samples x (input, true mask, predicted mask), 32x32 each with 2-pixel padding.
     assert (image.width, image.height) == (3 * 34 + 2, 4 * 34 + 2)
 
-    # evaluate.py rebuilds the segmentation task from the checkpoint's own config.
+    # evaluate.py's function (in this process) rebuilds the segmentation task from the
+    # checkpoint's own config.
     checkpoint = tmp_path / "0" / "checkpoints" / "best.pt"
-    evaluation = run_script("evaluate.py", f"ckpt={checkpoint}")
-    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
-    results = json.loads((checkpoint.parent / "eval.json").read_text())["metrics"]
+    results = evaluate(compose_config("evaluate", [f"ckpt={checkpoint}"]))
     assert set(results) == {"test/loss", "test/miou", "test/pixel_acc"}
-    assert 0 <= results["test/miou"] <= 1 and "test/miou" in evaluation.stdout
+    assert 0 <= results["test/miou"] <= 1
+    assert json.loads((checkpoint.parent / "eval.json").read_text())["metrics"] == results
