@@ -131,3 +131,19 @@ def test_pretrained_from_another_architecture_lists_missing_and_unexpected_keys(
         match=r"does not fit the model SmallCNN: 20 missing \(features.2.0.weight, .*; 308 unexpected .*; 5 shape mismatch \(features.0.0.weight \(8, 3, 3, 3\) vs \(16, 3, 3, 3\)",
     ):
         build_model(compose_config(overrides=[f"model.pretrained={path}"]).model)
+
+
+def test_resuming_a_one_cycle_run_with_more_epochs_is_refused_clearly():
+    torch.manual_seed(0)
+
+    def one_cycle_trainer(total_steps: int) -> ClassificationTrainer:
+        trainer = make_trainer(nn.Linear(6, 3))
+        trainer.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            trainer.optimizer, max_lr=0.1, total_steps=total_steps
+        )
+        return trainer
+
+    state = one_cycle_trainer(20).training_state()
+    one_cycle_trainer(20).load_training_state(state)  # the same length: fine
+    with pytest.raises(UserError, match="planned for 20 steps, this run for 40"):
+        one_cycle_trainer(40).load_training_state(state)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau
 from torch.utils.data import DataLoader
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -503,7 +503,13 @@ class BaseTrainer:
         if self.optimizer is not None and state["optimizer"] is not None:
             self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
+            planned = getattr(self.scheduler, "total_steps", None)
             self.scheduler.load_state_dict(state["scheduler"])
+            if isinstance(self.scheduler, OneCycleLR) and self.scheduler.total_steps != planned:
+                # Its state fixes the run's length: stepping past it raises deep in PyTorch.
+                raise UserError(
+                    f"scheduler=onecycle was planned for {self.scheduler.total_steps} steps, this run for {planned}: resume it with the trainer.max_epochs it started with (a one-cycle schedule cannot be extended)"
+                )
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema") is not None:
