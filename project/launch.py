@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -270,8 +271,6 @@ def agree_on_run_folder(argv: list[str], config_dir: Path, config_name: str) -> 
 
 
 def _compose_run_dir(overrides: list[str], config_dir: Path, config_name: str) -> str:
-    from hydra import compose, initialize_config_dir
-
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         cfg: DictConfig = compose(config_name, overrides=overrides, return_hydra_config=True)
         return str(cfg.hydra.run.dir)

@@ -1,8 +1,10 @@
 """Shared helpers: run the real entry points in a subprocess, compose configs in-process."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 # One thread per process: pytest runs 2 workers on 2 cores, and their training subprocesses
@@ -43,6 +45,28 @@ def run_script(
         text=True,
         timeout=timeout,
     )
+
+
+def sigterm_mid_training(
+    run_dir: Path, *overrides: str, after_s: float, timeout: float = 180
+) -> subprocess.CompletedProcess:
+    """Start `python train.py hydra.run.dir=<run_dir> <overrides>` as a scheduler would (its
+    own session: the signal reaches train.py only), send SIGTERM `after_s` seconds after
+    training began, and wait for it to exit."""
+    process = subprocess.Popen(
+        [sys.executable, "train.py", f"hydra.run.dir={run_dir}", *overrides],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    log = run_dir / "train.log"
+    deadline = time.monotonic() + timeout
+    while not (log.is_file() and "training SmallCNN" in log.read_text()):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.2)
+    time.sleep(after_s)  # mid-epoch
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def compose_config(

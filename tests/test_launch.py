@@ -3,10 +3,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from evaluate import evaluate
 from project.checkpoint import load_checkpoint
 from project.launch import refuse_deprecated_launcher
 from project.trainer.preemption import PREEMPTED_EXIT_CODE
-from tests.conftest import REPO_ROOT, compose_config, run_script
+from tests.conftest import REPO_ROOT, compose_config, run_script, sigterm_mid_training
 
 # One short epoch; the validation split is odd-sized (301) so the two ranks' shards differ.
 SHORT_DDP_RUN = [
@@ -110,27 +108,18 @@ def test_a_user_error_in_the_workers_is_reported_once_with_exit_code_2(tmp_path)
 @pytest.mark.slow
 def test_sigterm_stops_every_ddp_rank_at_the_same_step_and_resumes(tmp_path):
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "train.py", f"hydra.run.dir={run_dir}", "trainer.num_processes=2",
-         "trainer.max_epochs=50", "dataset.train_size=4000", "dataset.val_size=200",
-         "logger.progress_bar=false"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # as under a scheduler: the signal reaches the parent only
+    result = sigterm_mid_training(
+        run_dir, "trainer.num_processes=2", "trainer.max_epochs=50", "dataset.train_size=4000",
+        "dataset.val_size=200", "logger.progress_bar=false", after_s=3,
     )  # fmt: skip
+    assert result.returncode == PREEMPTED_EXIT_CODE, result.stderr[-3000:]
     log = run_dir / "train.log"
-    deadline = time.monotonic() + 180
-    while not (log.is_file() and "training SmallCNN" in log.read_text()):
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.2)
-    time.sleep(3)  # mid-epoch
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=180)
-    assert process.returncode == PREEMPTED_EXIT_CODE, stderr[-3000:]
     assert f"stopped by SIGTERM; exit code {PREEMPTED_EXIT_CODE}" in log.read_text()
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     steps_per_epoch = 4000 // 2 // 128
     assert state["global_step"] % 10 == 0  # the ranks agree every 10 steps
-    assert state["position"]["batch"] == state["global_step"] % steps_per_epoch
+    # A stop on an epoch's last step is saved before the epoch counts as done (batch 15).
+    assert state["position"]["batch"] == state["global_step"] - state["epoch"] * steps_per_epoch
     epochs = state["epoch"] + 1
     result = run_script(
         "train.py", f"resume={run_dir}", f"trainer.max_epochs={epochs}", timeout=600

@@ -1,10 +1,8 @@
 """Exact resume: a run stopped mid-epoch and resumed ends bitwise identical to one that
 never stopped; the resumed run writes into the same folder; bad resumes are refused."""
 
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -14,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from project.errors import USER_ERROR_EXIT_CODE, UserError
 from project.resume import resume_checkpoint
 from project.trainer.preemption import PREEMPTED_EXIT_CODE
-from tests.conftest import REPO_ROOT, run_script
+from tests.conftest import REPO_ROOT, run_script, sigterm_mid_training
 
 # 600 training images at batch 64 = 9 steps per epoch, 3 epochs; flips on (the default
 # augmentation), deterministic. Stopping at step 13 is mid-epoch 2 (batch 4 of 9).
@@ -151,21 +149,12 @@ def test_resume_of_a_missing_run_names_it(tmp_path):
 def test_sigterm_finishes_the_step_saves_and_exits_with_the_documented_code(tmp_path):
     # SIGINT and SIGUSR1 take the same path; tests/test_training_state.py sends all three.
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "train.py", f"hydra.run.dir={run_dir}", "trainer.max_epochs=50",
-         "dataset.train_size=2000", "dataset.val_size=200", "logger.progress_bar=false"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # as under a scheduler: the signal reaches this process only
+    result = sigterm_mid_training(
+        run_dir, "trainer.max_epochs=50", "dataset.train_size=2000", "dataset.val_size=200",
+        "logger.progress_bar=false", after_s=1.5, timeout=120,
     )  # fmt: skip
+    assert result.returncode == PREEMPTED_EXIT_CODE, result.stderr[-3000:]
     log = run_dir / "train.log"
-    deadline = time.monotonic() + 120
-    while not (log.is_file() and "training SmallCNN" in log.read_text()):
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.2)
-    time.sleep(1.5)  # mid-epoch
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == PREEMPTED_EXIT_CODE, stderr[-3000:]
     text = log.read_text()
     assert "SIGTERM received: stopping after the current step" in text
     assert (
@@ -173,7 +162,9 @@ def test_sigterm_finishes_the_step_saves_and_exits_with_the_documented_code(tmp_
         f"Continue with: python train.py resume={run_dir}"
     ) in text
     state = final_state(run_dir)
-    assert state["global_step"] > 0 and state["position"]["batch"] == state["global_step"] % 15
+    # A stop on an epoch's last step is saved before the epoch counts as done (batch 15).
+    assert state["global_step"] > 0
+    assert state["position"]["batch"] == state["global_step"] - state["epoch"] * 15
     # It resumes (exactness is checked above); here: it continues from that step to the
     # end of its epoch, with the shorter max_epochs applied (15 steps per epoch).
     epochs = state["epoch"] + 1
