@@ -9,7 +9,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help env train test test-slow test-all lint format tensorboard benchmark clean clean-all
+.PHONY: help env train test test-slow test-all lint format tensorboard benchmark new-project clean clean-all
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,10 @@ tensorboard: $(VENV)/.synced ## serve TensorBoard over every run in logs/
 
 benchmark: $(VENV)/.synced ## trainer overhead against a hand-written loop (benchmarks/overhead.py)
 	$(PY) benchmarks/overhead.py $(ARGS)
+
+new-project: ## copy the template into NAME=<dir> as a new git repository; PACKAGE=<name> renames the package
+	@test -n "$(NAME)" || { echo "usage: make new-project NAME=<dir> [PACKAGE=<name>]"; exit 2; }
+	$(PYTHON) -m project.starter "$(NAME)" $(if $(PACKAGE),--package "$(PACKAGE)")
 
 clean: ## delete run outputs and caches (keeps .venv)
 	rm -rf logs outputs multirun .pytest_cache .ruff_cache

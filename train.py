@@ -81,14 +81,18 @@ def fit(
     resumed = load_checkpoint(checkpoint) if checkpoint else None
     device = select_device(cfg.trainer.gpus, process, cfg.trainer.devices)
     seed_everything(cfg.seed)  # the same on every rank: identical initial weights
-    make_deterministic(cfg.trainer.deterministic, on_cuda=device.type == "cuda")
+    make_deterministic(
+        cfg.trainer.deterministic,
+        on_cuda=device.type == "cuda",
+        cudnn_benchmark=cfg.trainer.cudnn_benchmark,
+    )
     task_trainer = trainer_class(cfg.task)
 
     with process_group(process, device, store):
         # The model first: a bad model key fails in a second, not after the data is built.
         # (Datasets draw from their own generators: the order leaves the weights unchanged.)
         model = build_model(cfg.model, initialize=resumed is None)
-        datasets = build_datasets(cfg.dataset, ("train", "val"))
+        datasets = build_datasets(cfg.dataset, ("train", "val"), process)
         loaders = build_loaders(datasets, cfg.loader, seed=cfg.seed, device=device, process=process)
         example_input = datasets["train"][0][0].unsqueeze(0)  # multiply-adds of image models
         log.info("model %s", summarize(model, example_input))

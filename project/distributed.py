@@ -139,6 +139,18 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 
 
 @contextlib.contextmanager
+def main_process_first(process: ProcessContext) -> Iterator[None]:
+    """Rank 0 runs the block before the other ranks do (they wait at a barrier). If rank 0
+    fails inside, the launcher (our spawn, torchrun) ends the waiting ranks."""
+    distributed = process.distributed and dist.is_available() and dist.is_initialized()
+    if distributed and not process.is_main:
+        dist.barrier()
+    yield
+    if distributed and process.is_main:
+        dist.barrier()
+
+
+@contextlib.contextmanager
 def process_group(process: ProcessContext, device: torch.device, store=None) -> Iterator[None]:
     """Join the process group for one job (if distributed) and leave it at the end, so the
     next job of a multirun starts a fresh one."""

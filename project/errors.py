@@ -26,12 +26,23 @@ def _record_in_log_files(message: str) -> None:
             handler.handle(record)
 
 
+def _without_worker_traceback(message: str) -> str:
+    """A DataLoader re-raises a worker's exception as the same class, its message being
+    "Caught UserError in DataLoader worker process 0.\nOriginal Traceback ...": keep the
+    worker's own one-line message and say where it came from."""
+    if "\nOriginal Traceback" not in message:
+        return message
+    where = message.split(".\n", 1)[0].removeprefix(f"Caught {UserError.__name__} ")
+    original = message.rstrip().splitlines()[-1].partition(f"{UserError.__name__}: ")[2]
+    return f"{original} ({where})"
+
+
 @contextmanager
 def exit_on_user_error() -> Iterator[None]:
     try:
         yield
     except UserError as error:
-        message = f"error: {error}"
+        message = f"error: {_without_worker_traceback(str(error))}"
         _record_in_log_files(message)
         print(message, file=sys.stderr, flush=True)
         sys.exit(USER_ERROR_EXIT_CODE)

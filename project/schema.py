@@ -7,12 +7,14 @@ cannot be expressed in a dataclass type, so each field carries them in its metad
 `validate_config` checks them before any work starts.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from project.data.background import MAX_BACKGROUND_PREFETCH
 from project.errors import UserError
 
 
@@ -47,6 +49,20 @@ class TrainerConfig:
     )  # stop after N optimizer steps in all; null = no limit
     ema_decay: float = _field(0.0, min=0.0, below=1.0)  # 0 = off; e.g. 0.999
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    # speed switches
+    channels_last: bool = False  # model and image batches in channels-last memory format
+    compile: bool = False  # torch.compile the model
+    compile_mode: str = _field(
+        "default",
+        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+    )
+    compile_backend: str = "inductor"  # torch.compile backend; aot_eager compiles fast, no C++
+    cudnn_benchmark: bool | None = None  # null = on with CUDA unless deterministic
+    # training insight
+    log_grad_norm: int = _field(0, min=0)  # gradient norms every N optimizer steps; 0 = off
+    detect_anomaly: bool = False  # autograd anomaly detection (slow; for debugging)
+    nan_policy: str = _field("stop", choices=("stop", "skip_batch"))  # on a NaN/Inf loss
+    profile: bool = False  # torch.profiler over a few steps after warm-up
 
 
 @dataclass
@@ -69,6 +85,8 @@ class LoaderConfig:
     persistent_workers: bool = True
     prefetch_factor: int | None = _field(None, min=1)  # null = PyTorch's default (2)
     drop_last: bool = True
+    # batches a background thread keeps ready (project/data/background.py); 0 = off
+    background_prefetch: int = _field(0, min=0, max=MAX_BACKGROUND_PREFETCH)
 
 
 @dataclass
@@ -116,8 +134,26 @@ def _validate_node(prefix: str, node: DictConfig, schema: type) -> None:
             _check(key, value, dict(schema_field.metadata))
 
 
+def _missing_keys(node: Any, prefix: str = "") -> Iterator[str]:
+    """Dotted keys whose value is `???` (OmegaConf.missing_keys resolves interpolations,
+    and so fails on `${dataset.num_classes}` before naming the key)."""
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        name = f"{prefix}{key}" if isinstance(node, dict) else f"{prefix[:-1]}[{key}]."
+        if value == "???":
+            yield name.rstrip(".")
+        elif isinstance(value, dict | list):
+            yield from _missing_keys(value, f"{name}." if isinstance(node, dict) else name)
+
+
 def validate_config(cfg: DictConfig) -> None:
-    """Check ranges and choices of every schema-backed group present in `cfg`."""
+    """Check ranges and choices of every schema-backed group present in `cfg`, and that
+    no required value (`???` in a YAML) is left unset."""
+    missing = list(_missing_keys(OmegaConf.to_container(cfg, resolve=False)))
+    if missing:
+        raise UserError(
+            f"{', '.join(missing)}: required, but not set; give a value on the command line, e.g. {missing[0]}=..."
+        )
     for group, schema in SCHEMAS.items():
         if group in cfg:
             _validate_node(group, cfg[group], schema)

@@ -6,6 +6,8 @@ import random
 import numpy as np
 import torch
 
+from project.errors import UserError
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -13,17 +15,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def make_deterministic(enabled: bool, on_cuda: bool) -> None:
+def make_deterministic(enabled: bool, on_cuda: bool, cudnn_benchmark: bool | None = None) -> bool:
     """One switch for reproducible runs: deterministic kernels, no cuDNN autotuning.
 
-    Off, cuDNN benchmark mode picks the fastest kernels, which vary run to run.
+    Off, cuDNN benchmark mode (unless `cudnn_benchmark=False`) times the conv algorithms
+    for each new input shape and keeps the fastest, which can differ run to run. Returns
+    whether benchmark mode is on.
     """
+    if enabled and cudnn_benchmark:
+        raise UserError(
+            "trainer.cudnn_benchmark=true contradicts trainer.deterministic=true (autotuning picks kernels that vary run to run); drop one of them"
+        )
     if enabled:
         # cuBLAS needs a fixed workspace to be deterministic; must be set before its first use.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(enabled)
     torch.backends.cudnn.deterministic = enabled
-    torch.backends.cudnn.benchmark = on_cuda and not enabled
+    benchmark = on_cuda and not enabled if cudnn_benchmark is None else cudnn_benchmark
+    torch.backends.cudnn.benchmark = benchmark
+    return benchmark
 
 
 def rng_state() -> dict:

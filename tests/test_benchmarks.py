@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from tests.conftest import run_script
 
 
@@ -28,3 +30,15 @@ def test_checkpoint_cost_benchmark_prints_its_line():
     match = re.fullmatch(r"checkpoint size_ratio=(\d+\.\d{2}) save_ms=\d+\.\d", line)
     # SGD with momentum: a buffer per parameter, so the full state is about twice the weights.
     assert match and 1.8 < float(match.group(1)) < 2.5
+
+
+@pytest.mark.slow  # ~40 s: it trains 5 loaders and starts a process per memory figure
+def test_dataloader_benchmark_prints_its_figures_line():
+    line = last_line(
+        "benchmarks/dataloader.py", "--samples", "64", "--ratios", "1", "--files", "40",
+        "--memory-files", "40",
+    )  # fmt: skip
+    assert re.fullmatch(
+        r"dataloader wait_w2_r1=\d\.\d{3} cache_speedup=\d+\.\d{2} peak_mb_1k=\d+ peak_mb_10k=\d+",
+        line,
+    )

@@ -28,15 +28,26 @@ def options(group: str) -> list[str]:
     return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
 
 
+# Options with a required (`???`) key, and a value for it.
+REQUIRED = {"image_folder": ["dataset.num_classes=5"], "file_list": ["dataset.num_classes=5"]}
+
+
 @pytest.mark.parametrize(
     "group,option", [(group, option) for group in GROUPS for option in options(group)]
 )
 def test_every_group_option_composes_and_validates(group, option):
-    cfg = compose_config("train", [f"{group}={option}"])
+    cfg = compose_config("train", [f"{group}={option}", *REQUIRED.get(option, [])])
     validate_config(cfg)
     # Everything outside Hydra's own runtime values resolves to plain data.
     container = OmegaConf.to_container(cfg, resolve=False)
     assert container["dataset"]["_target_"] and container["model"]["_target_"]
+
+
+@pytest.mark.parametrize("option", sorted(REQUIRED))
+def test_a_required_key_left_unset_is_named(option):
+    cfg = compose_config("train", [f"dataset={option}"])
+    with pytest.raises(UserError, match=r"^dataset.num_classes: required, but not set"):
+        validate_config(cfg)
 
 
 def test_required_optimizer_and_scheduler_options_exist():

@@ -73,3 +73,15 @@ def test_dataparallel_lstm_matches_the_bare_model():
     tokens = torch.randint(1, 20, (6, 11), device="cuda")
     lengths = torch.tensor([11, 3, 7, 11, 2, 5])
     torch.testing.assert_close(wrapped(tokens, lengths), model(tokens, lengths))
+
+
+def test_device_prefetch_copies_every_batch_to_the_gpu_in_order():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from project.data.device_prefetch import prefetch_to_device
+
+    values = torch.arange(64.0).view(-1, 1)
+    loader = DataLoader(TensorDataset(values, values.long()), batch_size=8, pin_memory=True)
+    copied = list(prefetch_to_device(loader, torch.device("cuda")))
+    assert len(copied) == 8 and all(inputs.is_cuda and labels.is_cuda for inputs, labels in copied)
+    assert torch.equal(torch.cat([inputs for inputs, _ in copied]).cpu(), values)

@@ -1,14 +1,17 @@
 """The README's commands and its add-a-model / add-a-dataset steps, done as written."""
 
+import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from project.data.shapes import render_shapes
 from project.schema import validate_config
@@ -106,6 +109,51 @@ def test_the_documented_multirun_runs_one_job_per_value(tmp_path):
         state = torch.load(tmp_path / job / "checkpoints" / "last.pt", weights_only=True)
         assert state["config"]["optimizer"]["lr"] == lr
         assert (tmp_path / job / "train.log").is_file()
+
+
+def test_the_documented_example_files_train_with_image_folder(tmp_path):
+    text = section("Data")
+    [write] = commands(text, "python -m project.data.shapes_files")
+    [train] = [c for c in commands(text, "python train.py") if "dataset=image_folder" in c]
+    # Run from an empty folder, as a user's working directory: data/ is created there.
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    written = subprocess.run(
+        [sys.executable, *shlex.split(write)[1:]], cwd=tmp_path, env=env, capture_output=True, text=True
+    )  # fmt: skip
+    assert written.returncode == 0, written.stderr[-2000:]
+    for split, count in (("train", 2000), ("val", 500), ("test", 500)):
+        assert len(list((tmp_path / "data" / "images" / split).rglob("*.png"))) == count
+        assert (
+            len((tmp_path / "data" / "images" / f"{split}.txt").read_text().splitlines()) == count
+        )
+    words = shlex.split(train)[2:]
+    result = run_script(
+        str(REPO_ROOT / "train.py"), *words, "debug=fast", f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ImageFolderDataset" in (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
+
+
+def test_the_saliency_example_writes_input_gradients_to_tensorboard(tmp_path, trained_run):
+    text = section("Speed switches and training insight")
+    script = titled_blocks(text)["saliency.py"]
+    [command] = commands(text, "python saliency.py")
+    (tmp_path / "saliency.py").write_text(script)
+    checkpoint = trained_run / "checkpoints" / "best.pt"
+    words = shlex.split(
+        command.replace("logs/train/runs/<run>/checkpoints/best.pt", str(checkpoint))
+    )
+    result = subprocess.run(
+        [sys.executable, *words[1:]], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = EventAccumulator(f"{checkpoint}.saliency", size_guidance={"images": 0})
+    events.Reload()
+    assert (
+        events.Tags()["images"] == ["input_gradient"] and "features" in events.Tags()["histograms"]
+    )
 
 
 def test_every_documented_make_target_exists():

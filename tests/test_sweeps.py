@@ -52,6 +52,7 @@ def test_a_multirun_of_ddp_jobs_runs_each_job_in_its_folder(tmp_path):
         assert (tmp_path / job / "checkpoints" / "last.pt").is_file()
 
 
+@pytest.mark.slow  # 35 s; the SLURM config and environment tests below stay in the default run
 def test_submitit_local_launcher_runs_a_one_epoch_job(tmp_path):
     result = run_script(
         "train.py", "-m", "hydra/launcher=submitit_local", "debug=fast",

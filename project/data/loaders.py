@@ -5,6 +5,11 @@ plus keys the builder reads itself: `transforms` holds the train and eval transf
 (torchvision.transforms.v2), which it instantiates and hands over, and `task` names the
 trainer that fits the dataset's targets (the top-level `task` follows it).
 A dataset may define `collate_fn` (for example to pad variable-length sequences).
+
+Every loader comes from `build_loader`: per-process batch size, workers, pinned memory,
+an `EpochSampler` (DistributedSampler's sharding, plus exact mid-epoch resume) whose
+epoch the trainer sets, per-item seeding (sampling.py), and optionally a background
+prefetch thread (background.py).
 """
 
 import random
@@ -18,8 +23,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
+from project.data.background import BackgroundPrefetchLoader
 from project.data.sampling import EpochSampler, SeededItems
-from project.distributed import SINGLE_PROCESS, ProcessContext
+from project.distributed import SINGLE_PROCESS, ProcessContext, main_process_first
 from project.errors import UserError
 
 BUILDER_KEYS = ("transforms", "task")  # read by the builder, not passed to the dataset
@@ -40,12 +46,20 @@ def build_dataset(dataset_cfg: DictConfig, split: str) -> Dataset:
             f"dataset ({dataset_cfg.get('_target_')}, split {split}): {cause}"
         ) from None
     if len(dataset) == 0:
-        raise UserError(f"dataset split {split!r} is empty ({dataset_cfg.get('_target_')})")
+        where = f" under dataset.root={dataset_cfg.root}" if "root" in dataset_cfg else ""
+        raise UserError(
+            f"dataset split {split!r} is empty ({dataset_cfg.get('_target_')}){where}; it needs at least one sample"
+        )
     return dataset
 
 
-def build_datasets(dataset_cfg: DictConfig, splits: Iterable[str]) -> dict[str, Dataset]:
-    return {split: build_dataset(dataset_cfg, split) for split in splits}
+def build_datasets(
+    dataset_cfg: DictConfig, splits: Iterable[str], process: ProcessContext = SINGLE_PROCESS
+) -> dict[str, Dataset]:
+    """Rank 0 first, the other ranks once it is done: a download or a file a dataset
+    prepares happens once, not once per rank into the same folder at the same time."""
+    with main_process_first(process):
+        return {split: build_dataset(dataset_cfg, split) for split in splits}
 
 
 def init_worker(worker_id: int) -> None:
@@ -88,7 +102,11 @@ def build_loader(
         world_size=process.world_size,
         even=train,
     )
-    return DataLoader(
+    loader_class, extra = DataLoader, {}
+    if train and loader_cfg.background_prefetch:
+        loader_class = BackgroundPrefetchLoader
+        extra = {"background_prefetch": loader_cfg.background_prefetch}
+    return loader_class(
         SeededItems(dataset, seed),
         batch_size=batch_size,
         sampler=sampler,
@@ -100,6 +118,7 @@ def build_loader(
         prefetch_factor=loader_cfg.prefetch_factor if workers > 0 else None,
         worker_init_fn=init_worker if workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),  # base seeds of the worker processes
+        **extra,
     )
 
 

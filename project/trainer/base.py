@@ -5,8 +5,8 @@ classification.py). Everything else lives here: epochs, mixed precision, gradien
 accumulation and clipping, LR schedules, validation with sample-weighted metrics, early
 stopping, checkpoints, progress bars, Python logging and TensorBoard.
 
-The per-step path is kept lean on purpose (no .item(), no formatting, no TensorBoard
-call except every `log_every_n_steps`): benchmarks/overhead.py holds it to within a few
+The per-step path is kept lean on purpose (one host sync, the loss finiteness check;
+no formatting, no TensorBoard call except every `log_every_n_steps`): benchmarks/overhead.py holds it to within a few
 percent of a hand-written loop.
 """
 
@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from project.checkpoint import CheckpointPolicy
+from project.data.device_prefetch import prefetch_to_device
 from project.data.sampling import EpochSampler
 from project.distributed import (
     SINGLE_PROCESS,
@@ -36,9 +37,12 @@ from project.distributed import (
 )
 from project.errors import UserError
 from project.seeding import restore_rng_state, rng_state
+from project.trainer.data_wait import DataWaitMonitor
 from project.trainer.early_stopping import EarlyStopping
 from project.trainer.ema import WeightEMA
+from project.trainer.nonfinite import NonFiniteLoss, non_finite_loss_message
 from project.trainer.preemption import Preempted, StopSignals
+from project.trainer.profiling import StepProfiler
 from project.trainer.progress import progress_bar, progress_bar_enabled
 from project.trainer.run_logger import RunLogger
 
@@ -64,6 +68,19 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
         return type(batch)(move_to_device(item, device) for item in batch)
     if isinstance(batch, dict):
         return {key: move_to_device(value, device) for key, value in batch.items()}
+    return batch
+
+
+def to_channels_last(batch: Any) -> Any:
+    """4-D floating-point tensors (image batches) in channels-last memory format."""
+    if isinstance(batch, Tensor):
+        if batch.dim() == 4 and batch.is_floating_point():
+            return batch.contiguous(memory_format=torch.channels_last)
+        return batch
+    if isinstance(batch, list | tuple):
+        return type(batch)(to_channels_last(item) for item in batch)
+    if isinstance(batch, dict):
+        return {key: to_channels_last(value) for key, value in batch.items()}
     return batch
 
 
@@ -102,16 +119,34 @@ class BaseTrainer:
         self.accumulate_grad_batches = int(trainer_cfg.accumulate_grad_batches)
         self.gradient_clip_val = float(trainer_cfg.gradient_clip_val)
         self.device = device
-        # Batches from a CPU loader are already where a CPU model needs them.
+        # Batches from a CPU loader are already where a CPU model needs them; on CUDA the
+        # next training batch is copied during the current step (device_prefetch.py).
         self.batches_need_moving = device.type != "cpu"
+        self.prefetch_to_device = device.type == "cuda"
+        self.data_wait = DataWaitMonitor()
         self.process = process
+        self.channels_last = bool(trainer_cfg.channels_last)
         self.module = unwrap(model).to(device)
+        if self.channels_last:  # convs then run in NHWC kernels: no layout change per layer
+            self.module.to(memory_format=torch.channels_last)
         dp_device_ids = (
             gpu_indices(trainer_cfg.gpus, trainer_cfg.devices, torch.cuda.device_count())
             if strategy == "dp"
             else []
         )
         self.model = wrap_model(self.module, strategy, device, dp_device_ids)
+        # Compiled on the first step. `self.module` stays the plain model: checkpoints hold
+        # its state dict, so no `_orig_mod.` prefix, loadable without torch.compile.
+        self.compile_pending = bool(trainer_cfg.compile)
+        if self.compile_pending:
+            self.model = torch.compile(
+                self.model, mode=trainer_cfg.compile_mode, backend=trainer_cfg.compile_backend
+            )
+        self.grad_norm_every = int(trainer_cfg.log_grad_norm)
+        self.skip_non_finite = trainer_cfg.nan_policy == "skip_batch"
+        self.skipped_batches = 0
+        self.window_has_gradients = False  # a batch of this accumulation window ran backward
+        self.profiler: StepProfiler | None = None  # trainer.profile: set up by fit()
         self.ddp = strategy == "ddp"
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -198,8 +233,17 @@ class BaseTrainer:
             self.device,
             self.cfg.precision,
         )
+        self.profiler = (
+            StepProfiler(self.run_dir, self.device)
+            if self.cfg.profile and self.process.is_main
+            else None
+        )
         try:
-            with logging_redirect_tqdm(), self.stop_signals:
+            with (
+                logging_redirect_tqdm(),
+                self.stop_signals,
+                torch.autograd.set_detect_anomaly(bool(self.cfg.detect_anomaly)),
+            ):
                 while self.epoch < self.cfg.max_epochs and not self.reached_max_steps():
                     if self._run_epoch(train_loader, val_loader):
                         break
@@ -211,6 +255,8 @@ class BaseTrainer:
             self.run_logger.hyperparameters(self.run_config, metrics)
             return metrics
         finally:
+            if self.profiler is not None:
+                self.profiler.stop()
             self.run_logger.close()
 
     def _run_epoch(self, train_loader: DataLoader, val_loader: DataLoader | None) -> bool:
@@ -271,6 +317,9 @@ class BaseTrainer:
         if sampler is None and start:  # a custom loader: skip by drawing (and loading)
             for _ in range(start):
                 next(batch_iterator)
+        if self.prefetch_to_device:
+            batch_iterator = prefetch_to_device(batch_iterator, self.device)
+        move_batches = self.batches_need_moving and not self.prefetch_to_device
         accumulate = self.accumulate_grad_batches
         bar = progress_bar(
             batches, f"epoch {self.epoch + 1}/{self.cfg.max_epochs}", self.show_progress
@@ -280,25 +329,34 @@ class BaseTrainer:
         policy, stop_signals, max_steps = self.checkpoint_policy, self.stop_signals, self.max_steps
         save_every = policy.every_n_steps if policy is not None and self.process.is_main else None
         distributed = self.process.distributed
-        data_wait = 0.0
+        data_wait = compile_seconds = 0.0
+        compile_samples = 0
+        channels_last, profiler = self.channels_last, self.profiler
         epoch_start = fetch_start = time.perf_counter()
         for batch_index, batch in enumerate(batch_iterator, start=start):
             if batch_index >= batches:
                 break
-            data_wait += time.perf_counter() - fetch_start
-            if self.batches_need_moving:
+            batch_start = time.perf_counter()
+            data_wait += batch_start - fetch_start
+            if move_batches:
                 batch = move_to_device(batch, self.device)
+            if channels_last:
+                batch = to_channels_last(batch)
             last_batch = batch_index + 1 == batches
             stepping = (batch_index + 1) % accumulate == 0 or last_batch
             # DDP: accumulate locally, all-reduce gradients only before the optimizer step.
             with self.model.no_sync() if self.ddp and not stepping else contextlib.nullcontext():
                 with self.autocast():
                     loss, count = self.training_step(batch)
-                scaled = loss / accumulate if accumulate > 1 else loss
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            losses.append(loss.detach())
-            counts.append(count)
+                if self._loss_is_usable(loss, batch_index):
+                    scaled = loss / accumulate if accumulate > 1 else loss
+                    (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                    self.window_has_gradients = True
+                    losses.append(loss.detach())
+                    counts.append(count)
             bar.update()
+            if profiler is not None:
+                profiler.step()
             if stepping:
                 self.optimizer_step()
                 self.batch_in_epoch = batch_index + 1
@@ -321,11 +379,24 @@ class BaseTrainer:
                 if save_every and self.global_step % save_every == 0:
                     self.run_logger.flush()
                     policy.save_resumable(self.global_step, self.training_state)
+            if self.compile_pending:  # the first step compiled the model: time it apart
+                self.compile_pending = False
+                compile_seconds = time.perf_counter() - batch_start
+                compile_samples = count
+                log.info(
+                    "torch.compile: the first step took %.1f s, compilation included",
+                    compile_seconds,
+                )
             if last_batch:
                 break
             fetch_start = time.perf_counter()
         bar.close()
-        elapsed = time.perf_counter() - epoch_start
+        # Throughput and data waiting leave out the compiling step (timed above).
+        elapsed = time.perf_counter() - epoch_start - compile_seconds
+        if not counts:  # every batch skipped for a non-finite loss
+            raise NonFiniteLoss(
+                f"every batch of epoch {self.epoch + 1} had a NaN or infinite loss (trainer.nan_policy=skip_batch); lower optimizer.lr or check the data"
+            )
         weights = torch.tensor(counts, dtype=torch.float64, device=self.device)
         # Summed over ranks: the epoch's loss is the mean over every sample of every rank.
         totals = torch.stack(
@@ -337,12 +408,63 @@ class BaseTrainer:
         )
         loss_sum, samples, trained = all_reduce_sum(totals).tolist()
         self.batch_in_epoch, self.epoch_losses, self.epoch_counts = 0, [], []
-        return {
+        # The share of the epoch this process spent waiting for batches (ranks differ
+        # little, as they step together; rank 0's is logged).
+        data_wait_fraction = data_wait / elapsed
+        if self.process.is_main:
+            self.data_wait.check(data_wait_fraction, loader)
+        metrics = {
             "train/loss": loss_sum / samples,
-            "train/samples_per_sec": trained / elapsed,
-            "train/data_wait_fraction": data_wait / elapsed,
+            "train/samples_per_sec": (trained - compile_samples) / elapsed,
+            "train/data_wait_fraction": data_wait_fraction,
             "lr": self.optimizer.param_groups[0]["lr"],
         }
+        if compile_seconds:
+            metrics["train/compile_seconds"] = compile_seconds
+        if self.skip_non_finite:
+            metrics["train/skipped_batches"] = float(self.skipped_batches)
+        return metrics
+
+    def _loss_is_usable(self, loss: Tensor, batch_index: int) -> bool:
+        """False to skip a batch whose loss is NaN or infinite (`nan_policy=skip_batch`);
+        with `stop`, such a loss ends the run before `backward()` touches anything.
+        One host sync per batch; under DDP the ranks agree, or one would skip the
+        gradient all-reduce the others wait in."""
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if self.process.distributed:
+            finite = not any_rank(not finite, self.device)
+        if finite:
+            return True
+        if self.skip_non_finite:
+            self.skipped_batches += 1
+            log.warning(
+                "skipped batch %d of epoch %d: non-finite loss (%d skipped so far)",
+                batch_index + 1, self.epoch + 1, self.skipped_batches,
+            )  # fmt: skip
+            return False
+        last = self.checkpoint_policy.last_path if self.checkpoint_policy else None
+        raise NonFiniteLoss(
+            non_finite_loss_message(
+                loss.detach().float().mean().item(),
+                step=self.global_step + 1,
+                epoch=self.epoch + 1,
+                batch=batch_index + 1,
+                last_checkpoint=last if last is not None and last.is_file() else None,
+                lr=self.optimizer.param_groups[0]["lr"],
+            )
+        )
+
+    def _log_gradient_norms(self) -> None:
+        """Total and per-parameter L2 norms of the gradients the step is about to use
+        (before clipping), from the .grad tensors backward already filled: no extra pass."""
+        named = [(name, p.grad) for name, p in self.module.named_parameters() if p.grad is not None]
+        norms = torch.stack([torch.linalg.vector_norm(grad.detach().float()) for _, grad in named])
+        values = torch.cat([torch.linalg.vector_norm(norms).view(1), norms]).tolist()  # one sync
+        scalars = {"train/grad_norm/total": values[0]}
+        scalars.update(
+            {f"train/grad_norm/{name}": v for (name, _), v in zip(named, values[1:], strict=True)}
+        )
+        self.run_logger.scalars(scalars, self.global_step + 1)
 
     def reached_max_steps(self) -> bool:
         return self.max_steps is not None and self.global_step >= self.max_steps
@@ -376,17 +498,21 @@ class BaseTrainer:
         return path
 
     def optimizer_step(self) -> None:
-        clip = self.gradient_clip_val
-        if self.scaler:
+        if self.window_has_gradients:  # else every batch of the window was skipped
+            clip = self.gradient_clip_val
+            log_norms = self.grad_norm_every and (self.global_step + 1) % self.grad_norm_every == 0
+            if self.scaler and (clip > 0 or log_norms):
+                self.scaler.unscale_(self.optimizer)  # the true gradients, not scaled ones
+            if log_norms:
+                self._log_gradient_norms()
             if clip > 0:
-                self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
-                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            if clip > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.optimizer.step()
+                nn.utils.clip_grad_norm_(self.module.parameters(), clip)
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+        self.window_has_gradients = False
         self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step()
@@ -411,8 +537,11 @@ class BaseTrainer:
             for batch_index, batch in enumerate(loader):
                 if batch_index == batches:
                     break
+                batch = move_to_device(batch, self.device)
+                if self.channels_last:
+                    batch = to_channels_last(batch)
                 with self.autocast():
-                    sums, count = self.validation_step(move_to_device(batch, self.device))
+                    sums, count = self.validation_step(batch)
                 for name, value in sums.items():
                     value = value.detach().double()
                     totals[name] = totals[name] + value if name in totals else value

@@ -1,0 +1,77 @@
+"""`make new-project` gives a fresh repository whose renamed package still works."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def new_project(tmp_path, package: str = "my_project"):
+    destination = tmp_path / "my-project"
+    result = subprocess.run(
+        ["make", "new-project", f"NAME={destination}", f"PACKAGE={package}"],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return destination
+
+
+def git(folder, *args) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=folder, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_new_project_is_a_fresh_renamed_repository_whose_tests_pass(tmp_path):
+    (REPO_ROOT / "logs").mkdir(exist_ok=True)  # run outputs a user has lying around
+    copy = new_project(tmp_path)
+    assert len(git(copy, "log", "--oneline").splitlines()) == 1  # none of the template's history
+    assert git(copy, "status", "--porcelain") == ""
+    assert not (copy / "logs").exists() and not (copy / ".venv").exists()
+    assert not list(copy.rglob("__pycache__"))
+    assert (copy / "my_project" / "trainer" / "base.py").is_file() and not (
+        copy / "project"
+    ).exists()
+    assert 'name = "my_project"' in (copy / "pyproject.toml").read_text()
+    assert "[project]" in (copy / "pyproject.toml").read_text()  # the TOML table stays
+    assert (
+        "_target_: my_project.models.cnn.SmallCNN" in (copy / "configs/model/cnn.yaml").read_text()
+    )
+    old_import = re.compile(r"^\s*(from|import) project\b", re.M)
+    leftovers = [path for path in copy.rglob("*.py") if old_import.search(path.read_text())]
+    assert leftovers == []
+    # The renamed package imports, composes its configs and builds its models: the config
+    # tests of the copy, with this environment's packages.
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_configs.py"],
+        cwd=copy, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(copy)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_new_project_refuses_a_non_empty_folder_and_a_bad_package_name(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("mine")
+    for name, package, message in (
+        (tmp_path / "taken", "ok", "exists and is not empty"),
+        (tmp_path / "fresh", "My-Project", "is not a Python package name"),
+    ):
+        result = subprocess.run(
+            ["make", "new-project", f"NAME={name}", f"PACKAGE={package}"],
+            cwd=REPO_ROOT, capture_output=True, text=True,
+        )  # fmt: skip
+        assert result.returncode != 0 and message in result.stderr
+    assert (tmp_path / "taken" / "file").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_the_new_projects_make_test_passes(tmp_path):
+    copy = new_project(tmp_path)
+    result = subprocess.run(
+        ["make", "test"], cwd=copy, capture_output=True, text=True, timeout=3600
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
