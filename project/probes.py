@@ -39,6 +39,20 @@ def _modules(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:
 
 
 @contextmanager
+def _forward_hooks(model: nn.Module, names: Sequence[str], hook_for: Callable) -> Iterator[None]:
+    """`hook_for(name)` as a forward hook on each named layer, removed when the block ends."""
+    handles = [
+        module.register_forward_hook(hook_for(name))
+        for name, module in _modules(model, names).items()
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
 def record_activations(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, Tensor]]:
     """Outputs of the named layers during the block (the last call's, detached)."""
     captured: dict[str, Tensor] = {}
@@ -49,14 +63,8 @@ def record_activations(model: nn.Module, names: Sequence[str]) -> Iterator[dict[
 
         return hook
 
-    handles = [
-        module.register_forward_hook(keep(name)) for name, module in _modules(model, names).items()
-    ]
-    try:
+    with _forward_hooks(model, names, keep):
         yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @contextmanager
@@ -72,14 +80,8 @@ def record_gradients(model: nn.Module, names: Sequence[str]) -> Iterator[dict[st
 
         return hook
 
-    handles = [
-        module.register_forward_hook(watch(name)) for name, module in _modules(model, names).items()
-    ]
-    try:
+    with _forward_hooks(model, names, watch):
         yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def input_gradient(

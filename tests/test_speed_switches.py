@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from project.data.batches import to_channels_last
 from project.errors import UserError
 from project.models.cnn import SmallCNN
 from project.schema import LoggerConfig, TrainerConfig
 from project.seeding import make_deterministic
 from project.trainer import ClassificationTrainer
-from project.trainer.base import to_channels_last
 
 QUIET = LoggerConfig(tensorboard=False, progress_bar=False)
 

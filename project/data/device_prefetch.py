@@ -13,26 +13,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, list | tuple):
-        return type(batch)(_to_device(item, device) for item in batch)
-    if isinstance(batch, dict):
-        return {key: _to_device(value, device) for key, value in batch.items()}
-    return batch
+from project.data.batches import map_tensors, move_to_device
 
 
 def _record_stream(batch: Any, stream: torch.cuda.Stream) -> None:
-    if isinstance(batch, Tensor):
-        batch.record_stream(stream)
-    elif isinstance(batch, list | tuple):
-        for item in batch:
-            _record_stream(item, stream)
-    elif isinstance(batch, dict):
-        for value in batch.values():
-            _record_stream(value, stream)
+    def record(tensor: Tensor) -> Tensor:
+        tensor.record_stream(stream)
+        return tensor
+
+    map_tensors(batch, record)
 
 
 def prefetch_to_device(batches: Iterable, device: torch.device) -> Iterator[Any]:
@@ -43,7 +32,7 @@ def prefetch_to_device(batches: Iterable, device: torch.device) -> Iterator[Any]
 
     def start_copy(batch: Any) -> Any:
         with torch.cuda.stream(copy_stream):
-            return _to_device(batch, device)
+            return move_to_device(batch, device)
 
     pending = None
     for batch in iterator:

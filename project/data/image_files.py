@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
+from project.data.batches import Normalize
 from project.data.decode import DECODE_ERRORS, describe_decode_error, read_rgb
 from project.data.image_cache import DecodedImages
 from project.data.splits import check_labels, seeded_split
@@ -56,8 +57,7 @@ class ImageFilesDataset(Dataset):
         self.labels = torch.as_tensor(labels, dtype=torch.int64)
         self.split, self.classes, self.image_size = split, tuple(classes), image_size
         self.transform = transform
-        self.mean = torch.tensor(mean).view(-1, 1, 1)
-        self.std = torch.tensor(std).view(-1, 1, 1)
+        self.normalize = Normalize(mean, std)
         self.cache = cache  # read by the data-wait advice (project/trainer/data_wait.py)
         self.decoded = None
         if cache and len(self.paths):
@@ -84,7 +84,7 @@ class ImageFilesDataset(Dataset):
         image = self.decoded[index] if self.decoded is not None else self.read(index)
         if self.transform is not None:  # only the random part runs per step when cached
             image = self.transform(image)
-        image = (image.float() / 255 - self.mean) / self.std
+        image = self.normalize(image)
         return image, self.labels[index]
 
 

@@ -13,6 +13,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from project.data.batches import Normalize
+
 SHAPES = ("circle", "triangle", "square", "cross", "ring")
 SPLITS = ("train", "val", "test")
 
@@ -105,8 +107,7 @@ class ShapesDataset(Dataset):
         )
         self.classes = SHAPES[:num_classes]
         self.transform = transform
-        self.mean = torch.tensor(mean).view(-1, 1, 1)
-        self.std = torch.tensor(std).view(-1, 1, 1)
+        self.normalize = Normalize(mean, std)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -115,7 +116,7 @@ class ShapesDataset(Dataset):
         image = self.images[index]
         if self.transform is not None:
             image = self.transform(image)
-        image = (image.float() / 255 - self.mean) / self.std
+        image = self.normalize(image)
         return image, self.labels[index]
 
 
@@ -136,5 +137,5 @@ class ShapesSegmentationDataset(ShapesDataset):
         if self.transform is not None:
             image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
             image, mask = image.as_subclass(Tensor), mask.as_subclass(Tensor)
-        image = (image.float() / 255 - self.mean) / self.std
+        image = self.normalize(image)
         return image, mask

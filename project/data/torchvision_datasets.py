@@ -17,6 +17,7 @@ import torchvision
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from project.data.batches import Normalize
 from project.data.splits import check_labels, seeded_split
 from project.errors import UserError
 
@@ -61,8 +62,7 @@ class TorchvisionClassification(Dataset):
             self.images, self.labels = self.images[chosen], self.labels[chosen]
         self.classes = tuple(source.classes)
         self.transform = transform
-        self.mean = torch.tensor(mean).view(-1, 1, 1)
-        self.std = torch.tensor(std).view(-1, 1, 1)
+        self.normalize = Normalize(mean, std)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -71,7 +71,7 @@ class TorchvisionClassification(Dataset):
         image = self.images[index].expand(3, -1, -1)  # RGB; a view for gray images
         if self.transform is not None:
             image = self.transform(image)
-        image = (image.float() / 255 - self.mean) / self.std
+        image = self.normalize(image)
         return image, self.labels[index]
 
 

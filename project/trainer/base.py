@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from project.checkpoint import CheckpointPolicy
+from project.data.batches import move_to_device, to_channels_last
 from project.data.device_prefetch import prefetch_to_device
 from project.data.sampling import EpochSampler
 from project.distributed import (
@@ -58,30 +59,6 @@ STOP_CHECK_EVERY_N_STEPS = 10
 def num_batches(loader: DataLoader, limit: int | None) -> int:
     """Batches an epoch runs: the whole loader, or `limit` of them (`limit_*_batches`)."""
     return len(loader) if limit is None else min(limit, len(loader))
-
-
-def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Tensors anywhere in nested tuples, lists and dicts go to `device`."""
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, list | tuple):
-        return type(batch)(move_to_device(item, device) for item in batch)
-    if isinstance(batch, dict):
-        return {key: move_to_device(value, device) for key, value in batch.items()}
-    return batch
-
-
-def to_channels_last(batch: Any) -> Any:
-    """4-D floating-point tensors (image batches) in channels-last memory format."""
-    if isinstance(batch, Tensor):
-        if batch.dim() == 4 and batch.is_floating_point():
-            return batch.contiguous(memory_format=torch.channels_last)
-        return batch
-    if isinstance(batch, list | tuple):
-        return type(batch)(to_channels_last(item) for item in batch)
-    if isinstance(batch, dict):
-        return {key: to_channels_last(value) for key, value in batch.items()}
-    return batch
 
 
 class BaseTrainer:
