@@ -96,6 +96,10 @@ def fit(
         loaders = build_loaders(datasets, cfg.loader, seed=cfg.seed, device=device, process=process)
         example_input = datasets["train"][0][0].unsqueeze(0)  # multiply-adds of image models
         log.info("model %s", summarize(model, example_input))
+        if cfg.trainer.qat:
+            from project.compress import qat  # torchao is imported only when asked for
+
+            model = qat.prepare(model, cfg, datasets["train"])
         if plan.sync_bn and process.distributed:
             model = convert_sync_batchnorm(model)
         optimizer = build_optimizer(cfg.optimizer, model)
@@ -126,6 +130,8 @@ def fit(
         if resumed:
             trainer.load_training_state(resumed)
         metrics = trainer.fit(loaders["train"], loaders["val"])
+        if cfg.trainer.qat and process.is_main:
+            qat.finish(trainer.module, cfg, run_dir, trainer.checkpoint_policy.best_path, loaders)
     if process.is_main:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         log.info("run folder: %s", run_dir)

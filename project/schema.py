@@ -63,6 +63,14 @@ class TrainerConfig:
     detect_anomaly: bool = False  # autograd anomaly detection (slow; for debugging)
     nan_policy: str = _field("stop", choices=("stop", "skip_batch"))  # on a NaN/Inf loss
     profile: bool = False  # torch.profiler over a few steps after warm-up
+    qat: bool = False  # quantization-aware int8 fine-tuning (start from model.pretrained)
+
+
+@dataclass
+class DistillConfig:
+    teacher_ckpt: str = "???"  # a checkpoint of this project: the teacher and its config
+    alpha: float = _field(0.5, min=0.0, max=1.0)  # weight of the distillation term
+    temperature: float = _field(4.0, min=1e-3)  # softens both distributions
 
 
 @dataclass
@@ -101,6 +109,7 @@ SCHEMAS: dict[str, type] = {
     "checkpoint": CheckpointConfig,
     "loader": LoaderConfig,
     "logger": LoggerConfig,
+    "distill": DistillConfig,
 }
 
 

@@ -13,6 +13,7 @@ def last_line(script: str, *arguments: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # ~30 s of repeated timing runs
 def test_overhead_benchmark_prints_its_ratio_line():
     line = last_line(
         "benchmarks/overhead.py", "--repeats", "1", "--mlp-steps", "5", "--cnn-steps", "2"
@@ -25,6 +26,7 @@ def test_repvgg_benchmark_prints_its_speedup_line():
     assert re.fullmatch(r"speedup tiny=\d+\.\d{2}", line)
 
 
+@pytest.mark.slow  # ~20 s
 def test_checkpoint_cost_benchmark_prints_its_line():
     line = last_line("benchmarks/checkpoint_cost.py")
     match = re.fullmatch(r"checkpoint size_ratio=(\d+\.\d{2}) save_ms=\d+\.\d", line)
@@ -42,3 +44,12 @@ def test_dataloader_benchmark_prints_its_figures_line():
         r"dataloader wait_w2_r1=\d\.\d{3} cache_speedup=\d+\.\d{2} peak_mb_1k=\d+ peak_mb_10k=\d+",
         line,
     )
+
+
+@pytest.mark.slow  # ~30 s: ResNet-18 through both loops
+def test_throughput_benchmark_prints_its_ratio_line():
+    line = last_line(
+        "benchmarks/throughput.py", "--models", "resnet18", "--variants", "fp32", "bf16+cl",
+        "--size", "32", "--batch", "4", "--warmup", "1", "--steps", "2", "--repeats", "1",
+    )  # fmt: skip
+    assert re.fullmatch(r"throughput min_ratio=\d+\.\d{3}", line)

@@ -17,6 +17,7 @@ ONE_EPOCH = ["trainer.max_epochs=1", "scheduler=onecycle", "loader.batch_size=32
 IN_THIS_PROCESS = LaunchPlan(spawn=0, strategy=None, sync_bn=False)
 
 
+@pytest.mark.slow  # ~40 s: 4 trainings with loader workers; the README image_folder test covers the default path
 def test_image_folder_and_file_list_train_lazily_and_cached_with_workers(tmp_path):
     root = write_image_files(tmp_path / "images")
     sweep = tmp_path / "sweep"

@@ -64,6 +64,7 @@ def test_submitit_local_launcher_runs_a_one_epoch_job(tmp_path):
     assert list((tmp_path / ".submitit").iterdir())  # it went through submitit
 
 
+@pytest.mark.slow  # ~2 min: an Optuna sweep of 2-process DDP jobs
 def test_optuna_sweep_of_ddp_jobs_maximizes_rank_zero_metric(tmp_path):
     # Two trials of two DDP processes each: also the multirun-of-DDP-jobs case.
     result = run_script(

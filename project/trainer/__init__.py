@@ -7,6 +7,7 @@ Adding a task: subclass BaseTrainer in a new file, implement `training_step` and
 from project.errors import UserError
 from project.trainer.base import BaseTrainer
 from project.trainer.classification import ClassificationTrainer
+from project.trainer.distillation import DistillationTrainer
 from project.trainer.segmentation import SegmentationTrainer
 from project.trainer.sequence import SequenceTrainer
 
@@ -14,6 +15,7 @@ TASK_TRAINERS: dict[str, type[BaseTrainer]] = {
     "classification": ClassificationTrainer,
     "segmentation": SegmentationTrainer,
     "sequence": SequenceTrainer,
+    "distill": DistillationTrainer,  # classification with a teacher (experiment=distill)
 }
 
 
@@ -26,6 +28,7 @@ def trainer_class(task: str) -> type[BaseTrainer]:
 __all__ = [
     "BaseTrainer",
     "ClassificationTrainer",
+    "DistillationTrainer",
     "SegmentationTrainer",
     "SequenceTrainer",
     "TASK_TRAINERS",

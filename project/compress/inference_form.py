@@ -1,0 +1,39 @@
+"""The form of a trained model that export and quantization start from."""
+
+import torch
+from torch import nn
+
+from project.models.repvgg import reparameterize
+
+
+def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """The inverse of `nn.SyncBatchNorm.convert_sync_batchnorm`: SyncBatchNorm runs only
+    under torch.distributed on CUDA, so an exported or quantized model needs BatchNorm2d
+    (same statistics and affine weights; SyncBN only differs while training)."""
+    converted = module
+    if isinstance(module, nn.SyncBatchNorm):
+        converted = nn.BatchNorm2d(
+            module.num_features, module.eps, module.momentum, module.affine,
+            module.track_running_stats,
+        )  # fmt: skip
+        if module.affine:
+            with torch.no_grad():
+                converted.weight.copy_(module.weight)
+                converted.bias.copy_(module.bias)
+        converted.running_mean = module.running_mean
+        converted.running_var = module.running_var
+        converted.num_batches_tracked = module.num_batches_tracked
+        converted.train(module.training)
+    for name, child in module.named_children():
+        converted.add_module(name, revert_sync_batchnorm(child))
+    return converted
+
+
+def inference_form(model: nn.Module) -> nn.Module:
+    """`model` in eval mode with RepVGG blocks fused into one 3x3 conv each and SyncBatchNorm
+    turned into BatchNorm: what deployment runs. Same outputs as `model.eval()`."""
+    model = revert_sync_batchnorm(model)
+    reparameterize(model)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model.eval()

@@ -1,0 +1,98 @@
+"""Quantization-aware fine-tuning: `python train.py model.pretrained=<ckpt> trainer.qat=true`.
+
+The trained model is exported to a graph with fake quantization (torchao PT2E), the
+Trainer fine-tunes that graph as any model, and when the run ends the best weights are
+converted to int8 and compared with post-training quantization of the starting weights.
+"""
+
+import itertools
+import json
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from project.checkpoint import inference_weights, load_checkpoint
+from project.compress.inference_form import inference_form
+from project.compress.int8_export import accuracy, predict
+from project.compress.quantize import (
+    convert_quantization_aware,
+    prepare_quantization_aware,
+    quantize_post_training,
+)
+from project.errors import UserError
+from project.export import CLASSIFIER_TASKS, batch_axis, save_program
+from project.models.build import build_model
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_BATCHES = 16  # for the post-training baseline, as configs/quantize/int8.yaml
+
+
+def check_qat_config(cfg: DictConfig) -> None:
+    """trainer.qat fine-tunes one exported graph in one process, in fp32."""
+    trainer = cfg.trainer
+    conflicts = {
+        "trainer.ema_decay": trainer.ema_decay > 0,
+        "trainer.compile": trainer.compile,
+        "trainer.precision": trainer.precision != "32",
+        "trainer.gpus": trainer.gpus > 1,
+        "trainer.num_processes": trainer.num_processes > 1,
+        "trainer.channels_last": trainer.channels_last,
+    }
+    used = [key for key, conflict in conflicts.items() if conflict]
+    if used:
+        raise UserError(
+            f"trainer.qat=true runs in one process in fp32 without EMA, compile or "
+            f"channels_last; unset {', '.join(used)}"
+        )
+    if cfg.task not in CLASSIFIER_TASKS:
+        raise UserError(f"trainer.qat=true takes classifiers; this run's task is {cfg.task}")
+    if not cfg.model.get("pretrained"):
+        log.warning(
+            "trainer.qat=true without model.pretrained: quantization-aware training from "
+            "random weights; it usually fine-tunes a trained checkpoint"
+        )
+
+
+def example_batch(dataset) -> torch.Tensor:
+    # Two images: with one, torch.export would fix the batch axis to 1.
+    return torch.stack([dataset[0][0], dataset[1][0]])
+
+
+def prepare(model: nn.Module, cfg: DictConfig, train_dataset) -> nn.Module:
+    check_qat_config(cfg)
+    log.info("trainer.qat: fine-tuning with int8 fake quantization (torchao PT2E)")
+    return prepare_quantization_aware(model, example_batch(train_dataset))
+
+
+def finish(
+    module: nn.Module, cfg: DictConfig, run_dir: Path, best_checkpoint: Path, loaders
+) -> dict:
+    """Convert the best fine-tuned weights to int8, save `checkpoints/int8.pt2`, and write
+    qat.json with its accuracy next to post-training quantization's."""
+    module = module.cpu()
+    if best_checkpoint.exists():
+        module.load_state_dict(inference_weights(load_checkpoint(best_checkpoint)))
+    int8 = convert_quantization_aware(module)
+    logits, targets = predict(int8, loaders["val"])
+    calibration = [images for images, _ in itertools.islice(loaders["train"], CALIBRATION_BATCHES)]
+    path = best_checkpoint.with_name("int8.pt2")
+    program = torch.export.export(int8, (calibration[0],), dynamic_shapes=({0: batch_axis()},))
+    save_program(program, path)
+
+    report = {"int8_model": str(path), "qat_int8_accuracy": accuracy(logits, targets)}
+    if cfg.model.get("pretrained"):  # the baseline: quantize the starting weights directly
+        start = inference_form(build_model(cfg.model))
+        ptq = quantize_post_training(start, calibration, calibration[0])
+        report["pretrained_fp32_accuracy"] = accuracy(*predict(start, loaders["val"]))
+        report["ptq_int8_accuracy"] = accuracy(*predict(ptq, loaders["val"]))
+    (run_dir / "qat.json").write_text(json.dumps(report, indent=2) + "\n")
+    log.info(
+        "trainer.qat: int8 model %s; %s",
+        path,
+        ", ".join(f"{key}={value:.4f}" for key, value in report.items() if key != "int8_model"),
+    )
+    return report
