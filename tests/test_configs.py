@@ -29,7 +29,11 @@ def options(group: str) -> list[str]:
 
 
 # Options with a required (`???`) key, and a value for it.
-REQUIRED = {"image_folder": ["dataset.num_classes=5"], "file_list": ["dataset.num_classes=5"]}
+REQUIRED = {
+    "image_folder": ["dataset.num_classes=5"],
+    "file_list": ["dataset.num_classes=5"],
+    "distill": ["distill.teacher_ckpt=teacher.pt"],
+}
 
 
 @pytest.mark.parametrize(

@@ -80,8 +80,10 @@ def test_every_documented_train_command_composes_and_validates():
     torchrun = [c.split(" train.py", 1)[1] for c in commands(README, "torchrun ")]
     assert len(torchrun) == 2
     for command in documented + [f"python train.py{args}" for args in torchrun]:
-        # ${hydra:job.num} exists only inside a sweep's job; job 0 stands for it here.
-        words = shlex.split(command.replace("${hydra:job.num}", "0"))[2:]
+        # ${hydra:job.num} exists only inside a sweep's job; job 0 stands for it here, and
+        # a run folder for the <run> placeholder.
+        command = command.replace("${hydra:job.num}", "0").replace("<run>", "2026-01-01")
+        words = shlex.split(command)[2:]
         if "-m" in words:  # a sweep: compose each job's value
             words.remove("-m")
             sweeps = [word for word in words if "," in word]
