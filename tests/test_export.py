@@ -194,3 +194,14 @@ def test_sync_batchnorm_becomes_batchnorm_with_the_same_outputs():
     images = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(plain(images), reference(images))
+
+
+def test_bad_export_input_is_one_line_naming_the_value(tmp_path, checkpoint):
+    from export import export
+
+    with pytest.raises(UserError, match="format='png' is not valid; choose one of: onnx, "):
+        export(compose_config("export", [f"ckpt={checkpoint}", "format=png"]))
+    with pytest.raises(UserError, match="missing.pt"):
+        load_trained_model(tmp_path / "missing.pt")
+    result = run_script("export.py", f"hydra.run.dir={tmp_path / 'log'}")
+    assert result.returncode != 0 and "ckpt" in result.stderr

@@ -7,7 +7,8 @@ import shutil
 import pytest
 import torch
 
-from project.errors import USER_ERROR_EXIT_CODE
+from project.errors import USER_ERROR_EXIT_CODE, UserError
+from project.export import load_trained_model
 from tests.conftest import run_script
 from tests.test_readme import commands, section
 
@@ -40,9 +41,24 @@ def test_the_documented_qat_command_fine_tunes_and_exports_int8(tmp_path, traine
     assert abs(report["ptq_int8_accuracy"] - report["pretrained_fp32_accuracy"]) < 0.02
     assert report["qat_int8_accuracy"] > report["pretrained_fp32_accuracy"] - 0.05
 
+    import torchao  # noqa: F401  as the README says: it registers the int8 ops the file uses
+
     int8 = torch.export.load(str(run_dir / "checkpoints" / "int8.pt2")).module()
     assert any(t.dtype == torch.int8 for t in int8.state_dict().values())
     assert int8(torch.randn(3, 3, 32, 32)).shape == (3, 5)
+
+    # evaluate.py rebuilds the fake-quantized graph; export.py points to the int8 file.
+    checkpoint = run_dir / "checkpoints" / "best.pt"
+    evaluated = run_script(
+        "evaluate.py", f"ckpt={checkpoint}", "split=val", f"hydra.run.dir={tmp_path / 'eval'}"
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert json.loads(checkpoint.with_name("eval.json").read_text())["metrics"][
+        "val/acc"
+    ] == pytest.approx(metrics["best/val/acc"], abs=1e-6)
+    with pytest.raises(UserError, match="its int8 model is .*int8.pt2"):
+        load_trained_model(checkpoint)
 
 
 def test_qat_refuses_what_it_cannot_combine_with(tmp_path):

@@ -21,6 +21,7 @@ from project.compress.quantize import (
     convert_quantization_aware,
     prepare_quantization_aware,
     quantize_post_training,
+    size_observers_like,
 )
 from project.errors import UserError
 from project.export import CLASSIFIER_TASKS, batch_axis, save_program
@@ -62,10 +63,17 @@ def example_batch(dataset) -> torch.Tensor:
     return torch.stack([dataset[0][0], dataset[1][0]])
 
 
-def prepare(model: nn.Module, cfg: DictConfig, train_dataset) -> nn.Module:
+def prepare(
+    model: nn.Module, cfg: DictConfig, train_dataset, weights: dict | None = None
+) -> nn.Module:
+    """The fake-quantized graph to fine-tune; with `weights` (the checkpoint of such a run,
+    to evaluate) its observers are sized to take them."""
     check_qat_config(cfg)
     log.info("trainer.qat: fine-tuning with int8 fake quantization (torchao PT2E)")
-    return prepare_quantization_aware(model, example_batch(train_dataset))
+    prepared = prepare_quantization_aware(model, example_batch(train_dataset))
+    if weights is not None:
+        size_observers_like(prepared, weights)
+    return prepared
 
 
 def finish(

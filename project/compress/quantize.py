@@ -6,6 +6,7 @@ Inductor fuses into int8 kernels on x86 CPUs (oneDNN; VNNI or AMX where present)
 """
 
 import io
+import types
 from collections.abc import Iterable
 
 import torch
@@ -45,11 +46,45 @@ def quantize_post_training(
 
 def prepare_quantization_aware(model: nn.Module, example: Tensor) -> torch.fx.GraphModule:
     """`model` with fake quantization inserted, ready to fine-tune (trainer.qat). Its
-    `.train()` and `.eval()` switch BatchNorm and dropout as a normal module's do."""
+    `.train()` and `.eval()` switch BatchNorm and dropout as a normal module's do, and
+    switch the observers on and off."""
     from torchao.quantization.pt2e import allow_exported_model_train_eval
 
     prepared = prepare_qat_pt2e(_graph(model.train(), example), _quantizer(is_qat=True))
-    return allow_exported_model_train_eval(prepared)
+    return _observe_only_in_training(allow_exported_model_train_eval(prepared))
+
+
+def _observe_only_in_training(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    # Observers left on in eval mode would move the quantization ranges to each validation
+    # set they see: the scores would not be those of the saved state, and evaluating the
+    # same checkpoint twice would give two numbers. The int8 model is built from the ranges
+    # the training batches set.
+    from torchao.quantization.pt2e.fake_quantize import disable_observer, enable_observer
+
+    switch_batchnorm_and_dropout = prepared.train
+
+    def train(self, mode: bool = True):
+        switch_batchnorm_and_dropout(mode)
+        self.apply(enable_observer if mode else disable_observer)
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    prepared.train = types.MethodType(train, prepared)
+    prepared.eval = types.MethodType(lambda self: self.train(False), prepared)
+    return prepared
+
+
+def size_observers_like(prepared: torch.fx.GraphModule, weights: dict[str, Tensor]) -> None:
+    """Observers and fake quantizers size their per-channel buffers (min/max, scale, zero
+    point) on the first batch they see: a freshly prepared graph holds placeholders of shape
+    (0,) or (1,) where a trained checkpoint has (C,). Their own load_state_dict resizes them,
+    but our shape check (load_model_weights) runs first; give the placeholders the saved
+    shapes."""
+    for name, buffer in prepared.named_buffers():
+        saved = weights.get(name)
+        if saved is not None and buffer.numel() <= 1 and saved.shape != buffer.shape:
+            buffer.resize_(saved.shape)
 
 
 def convert_quantization_aware(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
