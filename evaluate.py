@@ -33,11 +33,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datasets = build_datasets(run_cfg.dataset, (cfg.split,))
     loader = build_loaders(datasets, run_cfg.loader, seed=run_cfg.seed, device=device)[cfg.split]
     model = build_model(run_cfg.model, initialize=False)
+    weights = inference_weights(state)
     if run_cfg.trainer.get("qat"):  # its checkpoints hold the fake-quantized graph's weights
         from project.compress import qat
 
-        model = qat.prepare(model, run_cfg, datasets[cfg.split], inference_weights(state))
-    load_model_weights(model, inference_weights(state), checkpoint_path)
+        model = qat.prepare(model, run_cfg, datasets[cfg.split], weights)
+    load_model_weights(model, weights, checkpoint_path)
     trainer = trainer_class(run_cfg.task)(
         model, None, trainer_cfg=run_cfg.trainer, logger_cfg=run_cfg.logger, device=device
     )

@@ -15,15 +15,15 @@ import hydra
 from omegaconf import DictConfig
 
 from project.errors import UserError, exit_on_user_error
-from project.export import FORMATS, export_and_verify, load_trained_model
+from project.export import check_format, export_and_verify, load_trained_model
 
 log = logging.getLogger("export")
 
 
 def export(cfg: DictConfig) -> dict:
     quantize = cfg.get("quantize")  # absent unless quantize=int8 selected the group
-    if cfg.format is not None and cfg.format not in FORMATS:
-        raise UserError(f"format={cfg.format!r} is not valid; choose one of: {', '.join(FORMATS)}")
+    if cfg.format is not None:
+        check_format(cfg.format)
     if quantize is not None and cfg.format not in (None, "exported_program"):
         raise UserError(
             f"quantize=int8 writes a torch.export program; format={cfg.format} is not "

@@ -22,7 +22,6 @@ distill_gain_points=<w>` (the figures of the tables that ran).
 """
 
 import argparse
-import itertools
 import json
 import statistics
 import subprocess
@@ -35,10 +34,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from project.checkpoint import load_checkpoint  # noqa: E402
+from project.compress.inference_form import rebuild_model  # noqa: E402
 from project.compress.int8_export import accuracy, latency_ms, predict  # noqa: E402
-from project.compress.quantize import quantize_post_training  # noqa: E402
+from project.compress.quantize import (  # noqa: E402
+    CALIBRATION_BATCHES,
+    calibration_images,
+    quantize_post_training,
+)
 from project.export import load_trained_model  # noqa: E402
-from project.models.build import build_model  # noqa: E402
 from project.models.summary import count_multiply_adds, count_parameters  # noqa: E402
 
 # Row name: train.py overrides. MobileNetV2's ImageNet layout leaves 1x1 feature maps by
@@ -76,14 +80,12 @@ def model_rows(args, workdir: Path) -> list[dict]:
         image = next(iter(val_loader))[0][:1]
         forms = {name: trained.model}
         if name.startswith("RepVGG"):
-            state = torch.load(checkpoint, weights_only=True)
-            training_form = build_model(trained.run_cfg.model, initialize=False)
-            training_form.load_state_dict(state["model"])
+            training_form = rebuild_model(load_checkpoint(checkpoint), checkpoint)
             forms = {
                 f"{name}, train form": training_form.eval(),
                 f"{name}, deploy form": trained.model,
             }
-        calibration = [x for x, _ in itertools.islice(trained.loader("train"), 16)]
+        calibration = calibration_images(trained.loader("train"), CALIBRATION_BATCHES)
         if "standard convs" not in name:
             forms[f"{name}, int8"] = quantize_post_training(
                 trained.model, calibration, calibration[0]

@@ -17,11 +17,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from project.checkpoint import inference_weights, load_checkpoint, load_model_weights
-from project.compress.inference_form import inference_form
+from project.checkpoint import inference_weights, load_checkpoint
+from project.compress.inference_form import inference_form, rebuild_model
 from project.data.loaders import build_datasets, build_loaders
 from project.errors import UserError
-from project.models.build import build_model
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +73,25 @@ def load_trained_model(checkpoint: str | os.PathLike) -> TrainedModel:
             f"{path} is a quantization-aware training checkpoint; its int8 model is "
             f"{path.parent / 'int8.pt2'}, written when that run ended"
         )
-    model = build_model(run_cfg.model, initialize=False)
-    load_model_weights(model, inference_weights(state), path)
     weights = "ema" if inference_weights(state) is not state["model"] else "model"
-    return TrainedModel(inference_form(model), run_cfg, path, weights)
+    return TrainedModel(inference_form(rebuild_model(state, path)), run_cfg, path, weights)
+
+
+def check_format(export_format: str | None) -> None:
+    if export_format not in FORMATS:
+        raise UserError(
+            f"format={export_format!r} is not valid; choose one of: {', '.join(FORMATS)}"
+        )
 
 
 def batch_axis(name: str = "batch") -> torch.export.Dim:
     return torch.export.Dim(name, min=1, max=MAX_BATCH)
+
+
+def export_with_batch_axis(model: nn.Module, example: Tensor) -> torch.export.ExportedProgram:
+    """torch.export of `model` with a dynamic batch axis. `example` must hold two or more
+    images: with one, torch.export would fix the axis to 1."""
+    return torch.export.export(model, (example,), dynamic_shapes=({0: batch_axis()},))
 
 
 # Each exporter writes `model` to `path` and returns a function that runs the file.
@@ -115,16 +125,19 @@ def export_torchscript(model: nn.Module, example: Tensor, path: Path) -> Callabl
 
 
 def export_program(model: nn.Module, example: Tensor, path: Path) -> Callable[[Tensor], Tensor]:
-    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch_axis()},))
-    save_program(program, path)
+    save_program(export_with_batch_axis(model, example), path)
     return torch.export.load(str(path)).module()
 
 
 def save_program(program: torch.export.ExportedProgram, path: Path) -> None:
+    """Save `program` under a temporary name and rename it, so an interrupted save never
+    leaves a truncated file where a good one was."""
     # torch.export keeps the example inputs in the file (a whole validation batch, 1.5 MB
     # for the default data); a deployed model does not need them.
     program._example_inputs = None
-    torch.export.save(program, str(path))
+    temporary = path.with_name(f".tmp-{path.name}")  # torch.export wants the .pt2 suffix
+    torch.export.save(program, str(temporary))
+    os.replace(temporary, path)
 
 
 def export_tensorrt(model: nn.Module, example: Tensor, path: Path) -> Callable[[Tensor], Tensor]:
@@ -184,10 +197,7 @@ def export_and_verify(
 ) -> tuple[Path, float]:
     """Write `trained.model` in `export_format` next to its checkpoint (or to `output`);
     return the path and the largest absolute difference from PyTorch on validation data."""
-    if export_format not in FORMATS:
-        raise UserError(
-            f"format={export_format!r} is not valid; choose one of: {', '.join(FORMATS)}"
-        )
+    check_format(export_format)
     path = output or trained.checkpoint.with_suffix(SUFFIXES[export_format])
     images = trained.validation_batch()
     batches = [images, images[:1]]

@@ -8,10 +8,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from project.checkpoint import inference_weights, load_checkpoint, load_model_weights
-from project.compress.inference_form import inference_form
+from project.checkpoint import load_checkpoint
+from project.compress.inference_form import inference_form, rebuild_model
 from project.errors import UserError
-from project.models.build import build_model
 
 
 def distillation_loss(
@@ -70,9 +69,7 @@ def load_teacher(path: str, student_dataset: DictConfig, student_classes: int) -
             f"distill.teacher_ckpt={path} predicts {teacher_classes} classes, the student "
             f"{student_classes} (dataset.num_classes); teacher and student must share the classes"
         )
-    teacher = build_model(teacher_cfg.model, initialize=False)
-    load_model_weights(teacher, inference_weights(state), checkpoint)
-    teacher = inference_form(teacher)
+    teacher = inference_form(rebuild_model(state, checkpoint))
     same = [
         list(student_dataset.get(key, [])) == list(teacher_cfg.dataset.get(key, []))
         for key in ("mean", "std")

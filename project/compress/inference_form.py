@@ -1,9 +1,23 @@
 """The form of a trained model that export and quantization start from."""
 
+from pathlib import Path
+from typing import Any
+
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
+from project.checkpoint import inference_weights, load_model_weights
+from project.models.build import build_model
 from project.models.repvgg import reparameterize
+
+
+def rebuild_model(state: dict[str, Any], path: Path) -> nn.Module:
+    """The model of a loaded checkpoint, built from the config saved in it, with the weights
+    the run validated best with (the EMA weights when it chose them)."""
+    model = build_model(OmegaConf.create(state["config"]).model, initialize=False)
+    load_model_weights(model, inference_weights(state), path)
+    return model
 
 
 def revert_sync_batchnorm(module: nn.Module) -> nn.Module:

@@ -1,8 +1,6 @@
 """`python export.py ckpt=<path> quantize=int8`: quantize a trained classifier, save it, and
 measure what quantization cost and gained, all in one run on the run's own data."""
 
-import itertools
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -13,12 +11,13 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from project.compress.quantize import (
+    calibration_images,
     quantize_post_training,
     serialized_bytes,
     signal_to_quantization_noise,
 )
 from project.errors import UserError
-from project.export import CLASSIFIER_TASKS, TrainedModel, batch_axis, save_program
+from project.export import CLASSIFIER_TASKS, TrainedModel, export_with_batch_axis, save_program
 
 
 def predict(model: nn.Module, loader) -> tuple[Tensor, Tensor]:
@@ -52,10 +51,9 @@ def latency_ms(model: nn.Module, images: Tensor, runs: int) -> float:
 
 def program_bytes(model: nn.Module, example: Tensor) -> int:
     """Size of the model saved as a torch.export program (graph and weights)."""
-    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch_axis()},))
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "model.pt2"
-        save_program(program, path)
+        save_program(export_with_batch_axis(model, example), path)
         return path.stat().st_size
 
 
@@ -72,10 +70,7 @@ def export_int8(trained: TrainedModel, quantize_cfg: DictConfig) -> tuple[Path, 
             "range; it must be at least 1"
         )
     fp32 = trained.model
-    train_loader = trained.loader("train")
-    calibration = [
-        images for images, _ in itertools.islice(train_loader, quantize_cfg.calibration_batches)
-    ]
+    calibration = calibration_images(trained.loader("train"), quantize_cfg.calibration_batches)
     int8 = quantize_post_training(fp32, calibration, calibration[0])
 
     val_loader = trained.loader("val")
@@ -86,11 +81,7 @@ def export_int8(trained: TrainedModel, quantize_cfg: DictConfig) -> tuple[Path, 
     int8_ms = latency_ms(int8, example, quantize_cfg.latency_runs)
 
     path = trained.checkpoint.with_suffix(".int8.pt2")
-    # Exported with a full batch: an example of one would fix the batch axis to 1.
-    program = torch.export.export(int8, (calibration[0],), dynamic_shapes=({0: batch_axis()},))
-    temporary = path.with_name(f".tmp-{path.name}")  # torch.export wants a .pt2 suffix
-    save_program(program, temporary)
-    os.replace(temporary, path)
+    save_program(export_with_batch_axis(int8, calibration[0]), path)
     report = {
         "checkpoint": str(trained.checkpoint),
         "weights": trained.weights,

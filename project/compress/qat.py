@@ -5,7 +5,6 @@ Trainer fine-tunes that graph as any model, and when the run ends the best weigh
 converted to int8 and compared with post-training quantization of the starting weights.
 """
 
-import itertools
 import json
 import logging
 from pathlib import Path
@@ -18,18 +17,18 @@ from project.checkpoint import inference_weights, load_checkpoint
 from project.compress.inference_form import inference_form
 from project.compress.int8_export import accuracy, predict
 from project.compress.quantize import (
+    CALIBRATION_BATCHES,
+    calibration_images,
     convert_quantization_aware,
     prepare_quantization_aware,
     quantize_post_training,
     size_observers_like,
 )
 from project.errors import UserError
-from project.export import CLASSIFIER_TASKS, batch_axis, save_program
+from project.export import CLASSIFIER_TASKS, export_with_batch_axis, save_program
 from project.models.build import build_model
 
 log = logging.getLogger(__name__)
-
-CALIBRATION_BATCHES = 16  # for the post-training baseline, as configs/quantize/int8.yaml
 
 
 def check_qat_config(cfg: DictConfig) -> None:
@@ -86,10 +85,9 @@ def finish(
         module.load_state_dict(inference_weights(load_checkpoint(best_checkpoint)))
     int8 = convert_quantization_aware(module)
     logits, targets = predict(int8, loaders["val"])
-    calibration = [images for images, _ in itertools.islice(loaders["train"], CALIBRATION_BATCHES)]
+    calibration = calibration_images(loaders["train"], CALIBRATION_BATCHES)
     path = best_checkpoint.with_name("int8.pt2")
-    program = torch.export.export(int8, (calibration[0],), dynamic_shapes=({0: batch_axis()},))
-    save_program(program, path)
+    save_program(export_with_batch_axis(int8, calibration[0]), path)
 
     report = {"int8_model": str(path), "qat_int8_accuracy": accuracy(logits, targets)}
     if cfg.model.get("pretrained"):  # the baseline: quantize the starting weights directly

@@ -6,6 +6,7 @@ Inductor fuses into int8 kernels on x86 CPUs (oneDNN; VNNI or AMX where present)
 """
 
 import io
+import itertools
 import types
 from collections.abc import Iterable
 
@@ -17,7 +18,14 @@ from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
     get_default_x86_inductor_quantization_config,
 )
 
-MAX_BATCH = 4096
+from project.export import export_with_batch_axis
+
+CALIBRATION_BATCHES = 16  # the default of configs/quantize/int8.yaml
+
+
+def calibration_images(loader: Iterable, batches: int) -> list[Tensor]:
+    """The images of the first `batches` batches of `loader`, for calibration."""
+    return [images for images, *_ in itertools.islice(loader, batches)]
 
 
 def _quantizer(is_qat: bool) -> X86InductorQuantizer:
@@ -28,8 +36,7 @@ def _quantizer(is_qat: bool) -> X86InductorQuantizer:
 
 
 def _graph(model: nn.Module, example: Tensor) -> torch.fx.GraphModule:
-    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    return torch.export.export(model, (example,), dynamic_shapes=({0: batch},)).module()
+    return export_with_batch_axis(model, example).module()
 
 
 def quantize_post_training(
