@@ -119,7 +119,9 @@ class Slow(Dataset):
         self.seconds = seconds
 
     def __len__(self) -> int:
-        return 32
+        # 16 batches an epoch: one stall of the machine (a busy CI core) while a batch is
+        # fetched is then a few percent of the epoch, not the quarter it was with 4.
+        return 128
 
     def __getitem__(self, index: int):
         time.sleep(self.seconds)
