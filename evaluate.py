@@ -16,12 +16,14 @@ from project.data.loaders import build_datasets, build_loaders
 from project.distributed import select_device
 from project.errors import UserError, exit_on_user_error
 from project.models.build import build_model
+from project.schema import validate_config
 from project.trainer import trainer_class
 
 log = logging.getLogger("evaluate")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    validate_config(cfg)  # ckpt is required
     if cfg.split not in ("test", "val"):
         raise UserError(f"split={cfg.split!r} is not valid; choose one of: test, val")
     checkpoint_path = Path(cfg.ckpt)

@@ -16,11 +16,13 @@ from omegaconf import DictConfig
 
 from project.errors import UserError, exit_on_user_error
 from project.export import check_format, export_and_verify, load_trained_model
+from project.schema import validate_config
 
 log = logging.getLogger("export")
 
 
 def export(cfg: DictConfig) -> dict:
+    validate_config(cfg)  # ckpt is required
     quantize = cfg.get("quantize")  # absent unless quantize=int8 selected the group
     if cfg.format is not None:
         check_format(cfg.format)

@@ -122,7 +122,7 @@ def fit(
             logger_cfg=cfg.logger,
             device=device,
             run_dir=run_dir,
-            checkpoint_policy=CheckpointPolicy(run_dir, **cfg.checkpoint),
+            checkpoint_policy=CheckpointPolicy(run_dir, **cfg.checkpoint, owner=process.is_main),
             run_config=OmegaConf.to_container(cfg),
             strategy=plan.strategy,
             process=process,

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ import torch
 
 from project import __version__
 from project.errors import UserError
+from project.trusted_config import check_trusted
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
@@ -38,6 +40,7 @@ LAST = "last.pt"  # the newest full state: what resume picks first
 BEST = "best.pt"
 REQUIRED_KEYS = ("format_version", "config", "model")
 CHECKPOINT_DIRNAME = "checkpoints"
+MAX_NAME_BYTES = 255  # NAME_MAX of ext4, xfs, btrfs, NFS and tmpfs
 
 
 def atomic_save(state: dict[str, Any], path: Path) -> None:
@@ -65,14 +68,34 @@ def atomic_link(source: Path, path: Path) -> None:
 
 
 def _replace_atomically(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(temporary_name(path.name))
     try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    _sync_folder(path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write(temporary)
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        _sync_folder(path.parent)
+    except (OSError, RuntimeError) as error:  # torch.save wraps the OSError in a RuntimeError
+        raise UserError(
+            f"cannot write {path}: {_os_reason(error)}; the files already there are unchanged"
+        ) from None
+
+
+def temporary_name(name: str) -> str:
+    return f".{name}.{os.getpid()}.tmp"
+
+
+def _os_reason(error: BaseException) -> str:
+    """The operating system's words ("No space left on device", "File too large") from
+    `error` or the error it was raised while handling; else its own first line."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 def _write_synced(temporary: Path, mode: str, content: Any) -> None:
@@ -98,11 +121,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint written by this project, or raise a one-line `UserError`."""
     path = Path(path)
     state = _load(path)
-    if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
+    if (
+        not isinstance(state, dict)
+        or any(key not in state for key in REQUIRED_KEYS)
+        or not isinstance(state["config"], dict)
+        or not state["config"]
+        or not isinstance(state["model"], dict)
+    ):
         raise UserError(
-            f"{path} is not a checkpoint of this project (missing {', '.join(REQUIRED_KEYS)})"
+            f"{path} is not a checkpoint of this project (it needs {', '.join(REQUIRED_KEYS)}, "
+            "with a non-empty config)"
         )
     _check_version(state, path)
+    # Everything that rebuilds objects from this config gets it from here: check it first.
+    check_trusted(state["config"], path)
     return state
 
 
@@ -112,15 +144,20 @@ def _load(path: Path) -> Any:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a raw pickle's protocol warning adds nothing
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
         text = str(error).strip()
-        if "Weights only load failed" in text and "GLOBAL " in text:
-            global_name = text.split("GLOBAL ", 1)[1].split(" ", 1)[0]
+        if "Weights only load failed" in text and _starts_as_pickle(path):
+            # A pickled object in a zip checkpoint, a legacy (non-zip) torch file or a
+            # plain pickle: the restricted unpickler names the global, or the opcode.
+            found = (
+                f" ({text.split('GLOBAL ', 1)[1].split(' ', 1)[0]})" if "GLOBAL " in text else ""
+            )
             raise UserError(
-                f"refused to load {path}: it contains a pickled Python object ({global_name}) "
-                "that could run code; checkpoints of this project hold only tensors and plain "
-                "containers"
+                f"refused to load {path}: it holds pickled Python objects{found}, which could "
+                "run code; checkpoints of this project hold only tensors and plain containers"
             ) from None
         reason = text.splitlines()[0][:200] if text else type(error).__name__
         raise UserError(
@@ -128,8 +165,22 @@ def _load(path: Path) -> Any:
         ) from None
 
 
+def _starts_as_pickle(path: Path) -> bool:
+    """Zip checkpoints, legacy torch files and plain pickles (protocol 2+) all begin with
+    a pickle or a zip header; random bytes do not."""
+    with open(path, "rb") as file:
+        head = file.read(4)
+    return head.startswith((b"\x80", b"PK\x03\x04"))
+
+
 def _check_version(state: dict[str, Any], path: Path) -> None:
-    if state["format_version"] > FORMAT_VERSION:
+    version = state["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UserError(
+            f"{path} is not a checkpoint of this project (format_version {version!r} is not "
+            "a positive integer)"
+        )
+    if version > FORMAT_VERSION:
         raise UserError(
             f"{path} has checkpoint format {state['format_version']}, newer than this code "
             f"reads ({FORMAT_VERSION}); update the project"
@@ -137,10 +188,11 @@ def _check_version(state: dict[str, Any], path: Path) -> None:
 
 
 def improves(score: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
-    """Is `score` better than `best` by more than `min_delta`? NaN never is; anything beats None.
+    """Is `score` better than `best` by more than `min_delta`? NaN or infinity never is;
+    any finite score beats None.
 
     The one definition of "better" shared by best.pt and early stopping."""
-    if math.isnan(score):
+    if not math.isfinite(score):
         return False
     if best is None:
         return True
@@ -172,6 +224,7 @@ class CheckpointPolicy:
         every_n_epochs: int = 1,
         every_n_steps: int | None = None,
         filename: str = "epoch={epoch:03d}-step={step:06d}",
+        owner: bool = True,
     ):
         self.directory = Path(run_dir) / CHECKPOINT_DIRNAME
         self.monitor, self.mode = monitor, mode
@@ -181,7 +234,8 @@ class CheckpointPolicy:
         self.best: dict[str, Any] | None = None  # {"file", "score", "epoch", "step"}
         self.last: dict[str, Any] | None = None
         self.top_k: list[dict[str, Any]] = []  # best first
-        remove_stale_temporaries(self.directory)
+        if owner:  # the writing process (rank 0); the other ranks never touch the folder
+            remove_stale_temporaries(self.directory)
 
     @property
     def last_path(self) -> Path:
@@ -197,11 +251,15 @@ class CheckpointPolicy:
 
     def check_filename(self, metric_names: list[str]) -> None:
         """Fail before training when the template names a key that will not exist."""
+        # The longest float repr, so that a template naming a metric is checked at the
+        # length its real values can reach.
+        longest = -1.2345678901234567e-300
         try:
-            self._snapshot_name({name: 0.0 for name in metric_names}, epoch=1, step=1)
+            self._snapshot_name({name: longest for name in metric_names}, epoch=1, step=1)
         except (KeyError, ValueError, IndexError) as error:
+            shown = self.filename if len(self.filename) <= 80 else f"{self.filename[:60]}..."
             raise UserError(
-                f"checkpoint.filename={self.filename!r} cannot be filled ({error}); it may use "
+                f"checkpoint.filename={shown!r} cannot be filled ({error}); it may use "
                 f"{{epoch}}, {{step}} and {', '.join('{' + n + '}' for n in metric_names)}"
             ) from None
 
@@ -210,6 +268,13 @@ class CheckpointPolicy:
         name = name if name.endswith(".pt") else f"{name}.pt"
         if "/" in name or name in (BEST, LAST):
             raise ValueError(f"{name!r} is not a plain file name of its own")
+        # The temporary file written first is longer than the name itself.
+        length = len(os.fsencode(temporary_name(name)))
+        if length > MAX_NAME_BYTES:
+            raise ValueError(
+                f"a name like {name[:60]!r}... would be {length} bytes with its temporary "
+                f"suffix, over the {MAX_NAME_BYTES} a file name may have"
+            )
         return name
 
     def is_improvement(self, score: float) -> bool:
@@ -332,6 +397,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     state = _load(path)
     if isinstance(state, dict) and "format_version" in state and "model" in state:
         _check_version(state, path)
+        check_trusted(state.get("config"), path)  # not built here; refused all the same
         weights = inference_weights(state)
     elif (
         isinstance(state, dict)

@@ -260,14 +260,20 @@ def agree_on_run_folder(argv: list[str], config_dir: Path, config_name: str) -> 
     if dist.get_rank() == 0:
         run_dir[0] = _compose_run_dir(argv[1:], config_dir, config_name)
     dist.broadcast_object_list(run_dir, src=0)
-    extra = (
-        []
-        if any(arg.startswith("hydra.run.dir=") for arg in argv)
-        else [f"hydra.run.dir={run_dir[0]}"]
-    )
-    if dist.get_rank() != 0:
-        extra.append("hydra.output_subdir=null")
-    return argv + extra
+    if dist.get_rank() == 0:
+        given = any(arg.startswith("hydra.run.dir=") for arg in argv)
+        return argv if given else [*argv, f"hydra.run.dir={run_dir[0]}"]
+    # The other ranks write nothing, on any node: Hydra's job runs in the current folder
+    # (which exists: no mkdir), without a log file or `.hydra/`, and the run's folder
+    # reaches the trainer as paths.output_dir (to find a checkpoint to resume).
+    own = ("hydra.run.dir=", "hydra.output_subdir=", "paths.output_dir=")
+    return [arg for arg in argv if not arg.startswith(own)] + [
+        f"hydra.run.dir={Path.cwd()}",
+        "hydra.output_subdir=null",
+        f"paths.output_dir={run_dir[0]}",
+        "hydra.job_logging.root.handlers=[console]",
+        "~hydra.job_logging.handlers.file",
+    ]
 
 
 def _compose_run_dir(overrides: list[str], config_dir: Path, config_name: str) -> str:

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from project.checkpoint import CHECKPOINT_DIRNAME, LAST, load_checkpoint
 from project.errors import UserError
-from project.schema import SCHEMAS
+from project.schema import SCHEMAS, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +180,11 @@ def resume_run(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path 
     path, state = resumed
     log.info("resuming from %s (step %d)", path, state["global_step"])
     return resume_config(state["config"], cfg, overrides), path
+
+
+def check_resume(cfg: DictConfig, overrides: list[str]) -> None:
+    """Everything `resume=` would refuse, checked before anything is written into the run
+    folder (project/run_folder.py calls it from Hydra's `on_run_start`)."""
+    validate_config(cfg)
+    resumed_cfg, _ = resume_run(cfg, overrides)
+    validate_config(resumed_cfg)

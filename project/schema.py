@@ -13,6 +13,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from project.data.background import MAX_BACKGROUND_PREFETCH
 from project.errors import UserError
@@ -119,14 +120,59 @@ def register_schemas() -> None:
         store.store(group=f"schema/{group}", name="base", node=schema)
 
 
+# Numbers in the free-form groups (model, dataset, optimizer, scheduler), checked by key
+# name wherever they appear at a group's top level, so a fork's own model or dataset config
+# gets the same checks where it uses the same keys. "kind": int or number (int or float).
+KEY_RULES: dict[str, dict[str, Any]] = {
+    "lr": {"kind": "number", "above": 0.0},
+    "max_lr": {"kind": "number", "above": 0.0},
+    "momentum": {"kind": "number", "min": 0.0, "max": 1.0},
+    "weight_decay": {"kind": "number", "min": 0.0},
+    "eps": {"kind": "number", "above": 0.0},
+    "pct_start": {"kind": "number", "above": 0.0, "below": 1.0},
+    "warmup_epochs": {"kind": "number", "min": 0.0},
+    "min_lr_ratio": {"kind": "number", "min": 0.0, "max": 1.0},
+    "gamma": {"kind": "number", "above": 0.0},
+    "factor": {"kind": "number", "above": 0.0, "below": 1.0},
+    "patience": {"kind": "int", "min": 0},
+    "width": {"kind": "int", "min": 1},
+    "width_mult": {"kind": "number", "above": 0.0},
+    "depth": {"kind": "int", "min": 1},
+    "in_channels": {"kind": "int", "min": 1},
+    "hidden_size": {"kind": "int", "min": 1},
+    "embedding_dim": {"kind": "int", "min": 1},
+    "num_layers": {"kind": "int", "min": 1},
+    "vocab_size": {"kind": "int", "min": 2},
+    "dropout": {"kind": "number", "min": 0.0, "below": 1.0},
+    "num_classes": {"kind": "int", "min": 1},
+    "image_size": {"kind": "int", "min": 1},
+    "train_size": {"kind": "int", "min": 1},
+    "val_size": {"kind": "int", "min": 1},
+    "test_size": {"kind": "int", "min": 1},
+    "noise": {"kind": "number", "min": 0.0},
+    "val_fraction": {"kind": "number", "above": 0.0, "below": 1.0},
+    "min_length": {"kind": "int", "min": 1},
+    "max_length": {"kind": "int", "min": 1},
+    "seed": {"kind": "int"},
+}
+FREE_FORM_GROUPS = ("model", "dataset", "optimizer", "scheduler")
+KINDS = {"int": ((int,), "an integer"), "number": ((int, float), "a number")}
+
+
 def _check(key: str, value: Any, rules: dict[str, Any]) -> None:
     if value is None:
         return
+    if "kind" in rules:
+        types, described = KINDS[rules["kind"]]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise UserError(f"{key}={value!r} is not valid: must be {described}")
     if "choices" in rules and value not in rules["choices"]:
         valid = ", ".join(str(choice) for choice in rules["choices"])
         raise UserError(f"{key}={value!r} is not valid; choose one of: {valid}")
     if "min" in rules and value < rules["min"]:
         raise UserError(f"{key}={value} is out of range: must be >= {rules['min']}")
+    if "above" in rules and value <= rules["above"]:
+        raise UserError(f"{key}={value} is out of range: must be > {rules['above']}")
     if "max" in rules and value > rules["max"]:
         raise UserError(f"{key}={value} is out of range: must be <= {rules['max']}")
     if "below" in rules and value >= rules["below"]:
@@ -166,3 +212,23 @@ def validate_config(cfg: DictConfig) -> None:
     for group, schema in SCHEMAS.items():
         if group in cfg:
             _validate_node(group, cfg[group], schema)
+    if cfg.get("task") == "classification" and "dataset" in cfg:
+        classes = cfg.dataset.get("num_classes")
+        if isinstance(classes, int) and classes < 2:
+            raise UserError(
+                f"dataset.num_classes={classes}: a classification task needs at least 2 classes "
+                "(with one, every prediction is right and the run learns nothing)"
+            )
+    if "seed" in cfg:
+        _check("seed", cfg.seed, KEY_RULES["seed"])
+    for group in FREE_FORM_GROUPS:
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig):
+            continue
+        for key in node:
+            if key in KEY_RULES:
+                try:
+                    value = node[key]
+                except InterpolationResolutionError:
+                    continue  # e.g. lstm's ${dataset.vocab_size} on an image dataset: the build says so
+                _check(f"{group}.{key}", value, KEY_RULES[key])

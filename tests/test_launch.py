@@ -3,6 +3,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,57 @@ def test_two_gpu_ddp_and_dataparallel_train(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         state = load_checkpoint(tmp_path / strategy / "checkpoints" / "last.pt")
         assert not [key for key in state["model"] if key.startswith("module.")]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def two_nodes(tmp_path: Path, *overrides: str) -> list[subprocess.CompletedProcess]:
+    """README: `torchrun --nnodes=2 --node-rank=<0|1> --nproc-per-node=1 --rdzv-backend=c10d
+    --rdzv-endpoint=<host>:<port> train.py ...`, both "nodes" on this machine, each in its
+    own working folder, with one shared log folder (as a cluster's shared filesystem)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    port = free_port()
+    nodes = []
+    for node_rank in (0, 1):
+        workdir = tmp_path / f"node{node_rank}"
+        workdir.mkdir(exist_ok=True)
+        nodes.append(subprocess.Popen(
+            [str(torchrun), "--nnodes=2", f"--node-rank={node_rank}", "--nproc-per-node=1",
+             "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
+             str(REPO_ROOT / "train.py"), "debug=fast", "logger.progress_bar=false",
+             f"paths.log_dir={tmp_path / 'logs'}", *overrides],
+            cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        ))  # fmt: skip
+    results = []
+    for node in nodes:
+        stdout, stderr = node.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(node.args, node.returncode, stdout, stderr))
+    return results
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if path.is_file())
+
+
+@pytest.mark.slow
+def test_two_simulated_nodes_write_one_run_folder_and_resume(tmp_path):
+    run_dir = tmp_path / "logs" / "run"
+    command = [f"hydra.run.dir={run_dir}", "resume=auto"]
+    for epochs in (1, 2):  # the same two commands, started again as a requeued job would be
+        for result in two_nodes(tmp_path, *command, f"trainer.max_epochs={epochs}"):
+            assert result.returncode == 0, result.stderr[-3000:]
+        state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+        assert state["epoch"] == epochs and state["world_size"] == 2
+        assert state["global_step"] == 4 * epochs  # debug=fast: 4 batches an epoch
+    # Only rank 0 wrote, and only into the run folder: nothing in either node's working
+    # folder, no second run folder, one training per command in the one log.
+    assert files_under(tmp_path / "node0") == files_under(tmp_path / "node1") == []
+    assert [path.name for path in (tmp_path / "logs").iterdir()] == ["run"]
+    log = (run_dir / "train.log").read_text()
+    assert log.count("training SmallCNN") == 2 and "2 processes" in log
+    assert len([p for p in (run_dir / ".hydra").iterdir() if p.name.startswith("resume-")]) == 1

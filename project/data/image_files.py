@@ -60,6 +60,7 @@ class ImageFilesDataset(Dataset):
         self.normalize = Normalize(mean, std)
         self.cache = cache  # read by the data-wait advice (project/trainer/data_wait.py)
         self.decoded = None
+        self.first_size: tuple[int, int] | None = None  # with image_size=null
         if cache and len(self.paths):
             self.decoded = DecodedImages(self.read, len(self.paths))
             log.info(
@@ -74,11 +75,29 @@ class ImageFilesDataset(Dataset):
         """Decode image `index` from disk: (3, H, W) uint8 RGB."""
         path = os.fsdecode(self.paths[index])
         try:
-            return read_rgb(path, self.image_size)
+            pixels = read_rgb(path, self.image_size)
         except DECODE_ERRORS as error:
             raise UserError(
                 f"image {index} of the {self.split} split, {path}: {describe_decode_error(error)}"
             ) from None
+        if self.image_size is None:
+            self._check_same_size(path, pixels)
+        return pixels
+
+    def _check_same_size(self, path: str, pixels: Tensor) -> None:
+        """Without dataset.image_size every image must have the first image's size, or
+        the batch cannot be stacked: name the file instead of failing inside collate."""
+        first = os.fsdecode(self.paths[0])
+        if self.first_size is None:
+            reference = pixels if path == first else self.read(0)
+            self.first_size = tuple(reference.shape[1:])
+        if tuple(pixels.shape[1:]) != self.first_size:
+            (height, width), (first_height, first_width) = pixels.shape[1:], self.first_size
+            raise UserError(
+                f"{path} is {width}x{height} pixels but {first} (the {self.split} split's first "
+                f"image) is {first_width}x{first_height}; set dataset.image_size=<pixels> to "
+                "resize every image to one size"
+            )
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         image = self.decoded[index] if self.decoded is not None else self.read(index)
@@ -190,7 +209,8 @@ def read_list_file(list_file: Path, root: Path) -> tuple[list[str], Tensor, list
             f"list file {list_file} not found; it should hold one 'relative/path label' line per image"
         )
     paths, labels, line_numbers = [], [], []
-    with open(list_file, encoding="utf-8") as lines:
+    # utf-8-sig: a list saved by an editor that writes a byte-order mark reads the same.
+    with open(list_file, encoding="utf-8-sig") as lines:
         for number, line in enumerate(lines, start=1):
             line = line.strip()
             if not line or line.startswith("#"):

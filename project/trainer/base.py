@@ -41,7 +41,11 @@ from project.seeding import restore_rng_state, rng_state
 from project.trainer.data_wait import DataWaitMonitor
 from project.trainer.early_stopping import EarlyStopping
 from project.trainer.ema import WeightEMA
-from project.trainer.nonfinite import NonFiniteLoss, non_finite_loss_message
+from project.trainer.nonfinite import (
+    NonFiniteLoss,
+    non_finite_loss_message,
+    non_finite_weights_message,
+)
 from project.trainer.preemption import Preempted, StopSignals
 from project.trainer.profiling import StepProfiler
 from project.trainer.progress import progress_bar, progress_bar_enabled
@@ -239,6 +243,7 @@ class BaseTrainer:
     def _run_epoch(self, train_loader: DataLoader, val_loader: DataLoader | None) -> bool:
         """One epoch of training, then validation and checkpoints; True means stop."""
         metrics = self.train_epoch(train_loader)
+        self.check_weights_finite()  # every rank: identical weights, so they stop together
         if self.batch_in_epoch:  # stopped mid-epoch by max_steps; last.pt is saved
             return True
         validating = (
@@ -419,15 +424,38 @@ class BaseTrainer:
                 batch_index + 1, self.epoch + 1, self.skipped_batches,
             )  # fmt: skip
             return False
-        last = self.checkpoint_policy.last_path if self.checkpoint_policy else None
         raise NonFiniteLoss(
             non_finite_loss_message(
                 loss.detach().float().mean().item(),
                 step=self.global_step + 1,
                 epoch=self.epoch + 1,
                 batch=batch_index + 1,
-                last_checkpoint=last if last is not None and last.is_file() else None,
+                last_checkpoint=self._last_good_checkpoint(),
                 lr=self.optimizer.param_groups[0]["lr"],
+            )
+        )
+
+    def _last_good_checkpoint(self) -> Path | None:
+        last = self.checkpoint_policy.last_path if self.checkpoint_policy else None
+        return last if last is not None and last.is_file() else None
+
+    def check_weights_finite(self) -> None:
+        """Stop, one line, if a weight is NaN or infinite: such weights are never saved.
+        (`skip_batch` skips non-finite losses, but a finite loss can still take a step that
+        overflows the weights.) One host sync; called at epoch ends and before every save."""
+        tensors = dict(self.module.named_parameters())
+        tensors.update(self.module.named_buffers())
+        tensors = {name: t for name, t in tensors.items() if t.is_floating_point()}
+        finite = torch.stack([t.detach().isfinite().all() for t in tensors.values()]).tolist()
+        if all(finite):
+            return
+        raise NonFiniteLoss(
+            non_finite_weights_message(
+                [name for name, ok in zip(tensors, finite, strict=True) if not ok],
+                step=self.global_step,
+                epoch=self.epoch + 1,
+                last_checkpoint=self._last_good_checkpoint(),
+                lr=self.optimizer.param_groups[0]["lr"] if self.optimizer else 0.0,
             )
         )
 
@@ -575,7 +603,8 @@ class BaseTrainer:
 
     def training_state(self) -> dict[str, Any]:
         """Everything a checkpoint holds besides the policy's own state: enough to resume
-        at the exact step (see `load_training_state`)."""
+        at the exact step (see `load_training_state`). Never from non-finite weights."""
+        self.check_weights_finite()
         return {
             "config": self.run_config,
             "model": self.module.state_dict(),  # bare: never a `module.` prefix
