@@ -11,11 +11,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from project.checkpoint import inference_weights, load_checkpoint, load_model_weights
+from project.checkpoint.format import load_checkpoint
 from project.data.loaders import build_datasets, build_loaders
 from project.distributed import select_device
 from project.errors import UserError, exit_on_user_error
-from project.models.build import build_model
+from project.models.trained import rebuild_trained_model
 from project.schema import validate_config
 from project.trainer import trainer_class
 
@@ -34,13 +34,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     datasets = build_datasets(run_cfg.dataset, (cfg.split,))
     loader = build_loaders(datasets, run_cfg.loader, seed=run_cfg.seed, device=device)[cfg.split]
-    model = build_model(run_cfg.model, initialize=False)
-    weights = inference_weights(state)
-    if run_cfg.trainer.get("qat"):  # its checkpoints hold the fake-quantized graph's weights
-        from project.compress import qat
-
-        model = qat.prepare(model, run_cfg, datasets[cfg.split], weights)
-    load_model_weights(model, weights, checkpoint_path)
+    model = rebuild_trained_model(state, checkpoint_path, dataset=datasets[cfg.split])
     trainer = trainer_class(run_cfg.task)(
         model, None, trainer_cfg=run_cfg.trainer, logger_cfg=run_cfg.logger, device=device
     )

@@ -14,8 +14,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from project.deploy.export import check_format, export_and_verify, load_trained_model
 from project.errors import UserError, exit_on_user_error
-from project.export import check_format, export_and_verify, load_trained_model
 from project.schema import validate_config
 
 log = logging.getLogger("export")
@@ -33,7 +33,7 @@ def export(cfg: DictConfig) -> dict:
         )
     trained = load_trained_model(cfg.ckpt)
     if quantize is not None:
-        from project.compress.int8_export import export_int8  # torchao: imported when needed
+        from project.deploy.int8 import export_int8  # torchao: imported when needed
 
         path, report = export_int8(trained, quantize)
         lines = [

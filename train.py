@@ -14,7 +14,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from project.checkpoint import CheckpointPolicy, load_checkpoint
+from project.callbacks import build_callbacks
+from project.checkpoint.format import load_checkpoint
+from project.checkpoint.policy import CheckpointPolicy
 from project.data.loaders import build_datasets, build_loaders
 from project.distributed import (
     ProcessContext,
@@ -96,10 +98,9 @@ def fit(
         loaders = build_loaders(datasets, cfg.loader, seed=cfg.seed, device=device, process=process)
         example_input = datasets["train"][0][0].unsqueeze(0)  # multiply-adds of image models
         log.info("model %s", summarize(model, example_input))
-        if cfg.trainer.qat:
-            from project.compress import qat  # torchao is imported only when asked for
-
-            model = qat.prepare(model, cfg, datasets["train"])
+        callbacks = build_callbacks(cfg)  # optional features (project/callbacks.py)
+        for callback in callbacks:
+            model = callback.setup_model(model, cfg, datasets["train"])
         if plan.sync_bn and process.distributed:
             model = convert_sync_batchnorm(model)
         optimizer = build_optimizer(cfg.optimizer, model)
@@ -114,7 +115,8 @@ def fit(
             max_epochs=cfg.trainer.max_epochs,
         )
 
-        trainer = task_trainer(
+        trainer = task_trainer.from_config(
+            cfg,
             model,
             optimizer,
             scheduler,
@@ -130,8 +132,8 @@ def fit(
         if resumed:
             trainer.load_training_state(resumed)
         metrics = trainer.fit(loaders["train"], loaders["val"])
-        if cfg.trainer.qat and process.is_main:
-            qat.finish(trainer.module, cfg, run_dir, trainer.checkpoint_policy.best_path, loaders)
+        for callback in callbacks:
+            callback.on_fit_end(trainer, cfg, loaders)
     if process.is_main:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         log.info("run folder: %s", run_dir)

@@ -23,7 +23,8 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from project.checkpoint import CheckpointPolicy, atomic_save  # noqa: E402
+from project.checkpoint.files import atomic_save  # noqa: E402
+from project.checkpoint.policy import CheckpointPolicy  # noqa: E402
 from project.data.loaders import build_datasets, build_loaders  # noqa: E402
 from project.models.build import build_model  # noqa: E402
 from project.optim import build_optimizer, build_scheduler  # noqa: E402

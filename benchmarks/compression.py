@@ -34,16 +34,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from project.checkpoint import load_checkpoint  # noqa: E402
-from project.compress.inference_form import rebuild_model  # noqa: E402
-from project.compress.int8_export import accuracy, latency_ms, predict  # noqa: E402
-from project.compress.quantize import (  # noqa: E402
+from project.checkpoint.format import load_checkpoint  # noqa: E402
+from project.deploy.export import load_trained_model  # noqa: E402
+from project.deploy.int8 import accuracy, latency_ms, predict  # noqa: E402
+from project.deploy.quantize import (  # noqa: E402
     CALIBRATION_BATCHES,
     calibration_images,
     quantize_post_training,
 )
-from project.export import load_trained_model  # noqa: E402
 from project.models.summary import count_multiply_adds, count_parameters  # noqa: E402
+from project.models.trained import rebuild_trained_model  # noqa: E402
 
 # Row name: train.py overrides. MobileNetV2's ImageNet layout leaves 1x1 feature maps by
 # its fourth stage on these 32x32 images and it learns them slowly: 22.8% (chance is 20%)
@@ -80,7 +80,7 @@ def model_rows(args, workdir: Path) -> list[dict]:
         image = next(iter(val_loader))[0][:1]
         forms = {name: trained.model}
         if name.startswith("RepVGG"):
-            training_form = rebuild_model(load_checkpoint(checkpoint), checkpoint)
+            training_form = rebuild_trained_model(load_checkpoint(checkpoint), checkpoint)
             forms = {
                 f"{name}, train form": training_form.eval(),
                 f"{name}, deploy form": trained.model,

@@ -14,7 +14,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from project.checkpoint import CHECKPOINT_DIRNAME, LAST, load_checkpoint
+from project.checkpoint.format import load_checkpoint
+from project.checkpoint.policy import CHECKPOINT_DIRNAME, LAST
 from project.errors import UserError
 from project.schema import SCHEMAS, validate_config
 

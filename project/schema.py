@@ -64,14 +64,6 @@ class TrainerConfig:
     detect_anomaly: bool = False  # autograd anomaly detection (slow; for debugging)
     nan_policy: str = _field("stop", choices=("stop", "skip_batch"))  # on a NaN/Inf loss
     profile: bool = False  # torch.profiler over a few steps after warm-up
-    qat: bool = False  # quantization-aware int8 fine-tuning (start from model.pretrained)
-
-
-@dataclass
-class DistillConfig:
-    teacher_ckpt: str = "???"  # a checkpoint of this project: the teacher and its config
-    alpha: float = _field(0.5, min=0.0, max=1.0)  # weight of the distillation term
-    temperature: float = _field(4.0, min=1e-3)  # softens both distributions
 
 
 @dataclass
@@ -110,7 +102,6 @@ SCHEMAS: dict[str, type] = {
     "checkpoint": CheckpointConfig,
     "loader": LoaderConfig,
     "logger": LoggerConfig,
-    "distill": DistillConfig,
 }
 
 
@@ -179,12 +170,12 @@ def _check(key: str, value: Any, rules: dict[str, Any]) -> None:
         raise UserError(f"{key}={value} is out of range: must be < {rules['below']}")
 
 
-def _validate_node(prefix: str, node: DictConfig, schema: type) -> None:
+def validate_node(prefix: str, node: DictConfig, schema: type) -> None:
     for schema_field in fields(schema):
         key = f"{prefix}.{schema_field.name}"
         value = node[schema_field.name]
         if is_dataclass(schema_field.type):
-            _validate_node(key, value, schema_field.type)
+            validate_node(key, value, schema_field.type)
         elif schema_field.metadata:
             _check(key, value, dict(schema_field.metadata))
 
@@ -211,7 +202,7 @@ def validate_config(cfg: DictConfig) -> None:
         )
     for group, schema in SCHEMAS.items():
         if group in cfg:
-            _validate_node(group, cfg[group], schema)
+            validate_node(group, cfg[group], schema)
     if cfg.get("task") == "classification" and "dataset" in cfg:
         classes = cfg.dataset.get("num_classes")
         if isinstance(classes, int) and classes < 2:

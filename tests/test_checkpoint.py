@@ -6,14 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from project.checkpoint import (
-    FORMAT_VERSION,
-    atomic_save,
-    load_checkpoint,
-    load_model_weights,
-    read_weights,
-)
+from project.checkpoint.files import atomic_save
+from project.checkpoint.format import FORMAT_VERSION, load_checkpoint, read_weights
 from project.errors import UserError
+from project.models.weights import load_model_weights
 from tests.conftest import REPO_ROOT
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from project.checkpoint import MANIFEST, CheckpointPolicy
+from project.checkpoint.policy import MANIFEST, CheckpointPolicy
 from project.errors import UserError
 
 

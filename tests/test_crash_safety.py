@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from project.checkpoint import MANIFEST, CheckpointPolicy
+from project.checkpoint.policy import MANIFEST, CheckpointPolicy
 from tests.conftest import REPO_ROOT, run_script
 
 

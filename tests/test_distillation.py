@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from project.checkpoint import load_checkpoint
-from project.compress.distillation import Renormalize, distillation_loss, load_teacher
+from project.checkpoint.format import load_checkpoint
+from project.distill.loss import Renormalize, distillation_loss, load_teacher
 from project.errors import USER_ERROR_EXIT_CODE, UserError
 from tests.conftest import run_script
 
@@ -64,20 +64,20 @@ def test_distilled_run_leaves_the_teacher_unchanged_and_alpha_zero_matches_plain
 
 
 def test_the_teacher_is_frozen_in_eval_mode_and_stays_so_while_the_student_trains(trained_run):
+    from project.distill.trainer import DistillationTrainer
     from project.schema import LoggerConfig, TrainerConfig
-    from project.trainer import DistillationTrainer
     from tests.conftest import compose_config
 
     checkpoint = trained_run / "checkpoints" / "best.pt"
     cfg = compose_config("train", ["experiment=distill", f"distill.teacher_ckpt={checkpoint}"])
     student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 5))
-    trainer = DistillationTrainer(
+    trainer = DistillationTrainer.from_config(
+        cfg,
         student,
         torch.optim.SGD(student.parameters(), lr=0.1),
         trainer_cfg=TrainerConfig(max_epochs=1),
         logger_cfg=LoggerConfig(tensorboard=False, progress_bar=False),
         device=torch.device("cpu"),
-        run_config=OmegaConf.to_container(cfg),  # plain values here: no Hydra run needed
     )
     before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}
     images, targets = torch.randn(8, 3, 32, 32), torch.randint(0, 5, (8,))

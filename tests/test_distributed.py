@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from project.checkpoint import CheckpointPolicy
+from project.checkpoint.policy import CheckpointPolicy
 from project.data.loaders import build_loader
 from project.data.sampling import EpochSampler
 from project.distributed import (

@@ -14,14 +14,15 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from project.checkpoint import load_checkpoint, load_model_weights
-from project.compress.inference_form import inference_form, revert_sync_batchnorm
-from project.compress.quantize import quantize_post_training, signal_to_quantization_noise
+from project.checkpoint.format import load_checkpoint
+from project.deploy.export import export_and_verify, load_trained_model
+from project.deploy.quantize import quantize_post_training, signal_to_quantization_noise
 from project.errors import USER_ERROR_EXIT_CODE, UserError
-from project.export import export_and_verify, load_trained_model
 from project.models.build import build_model
 from project.models.mobilenet import MobileNet
 from project.models.repvgg import RepVGG, RepVGGBlock
+from project.models.trained import inference_form, revert_sync_batchnorm
+from project.models.weights import load_model_weights
 from tests.conftest import compose_config, run_script
 from tests.test_readme import commands, section
 

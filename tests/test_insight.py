@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from project.checkpoint import CheckpointPolicy
+from project.checkpoint.policy import CheckpointPolicy
 from project.errors import UserError
 from project.models.cnn import SmallCNN
 from project.probes import input_gradient, record_activations, record_gradients

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from evaluate import evaluate
-from project.checkpoint import load_checkpoint
+from project.checkpoint.format import load_checkpoint
 from project.launch import refuse_deprecated_launcher
 from project.trainer.preemption import PREEMPTED_EXIT_CODE
 from tests.conftest import REPO_ROOT, compose_config, run_script, sigterm_mid_training

@@ -1,4 +1,4 @@
-"""trainer.qat: quantization-aware fine-tuning of a trained checkpoint, exported as int8."""
+"""callbacks=qat: quantization-aware fine-tuning of a trained checkpoint, exported as int8."""
 
 import json
 import shlex
@@ -7,15 +7,15 @@ import shutil
 import pytest
 import torch
 
+from project.deploy.export import load_trained_model
 from project.errors import USER_ERROR_EXIT_CODE, UserError
-from project.export import load_trained_model
 from tests.conftest import run_script
 from tests.test_readme import commands, section
 
 
 def qat_run(tmp_path, trained_run):
     """The README's QAT command on a copy of the shared run's checkpoint, shortened."""
-    [command] = [c for c in commands(section("Deploy"), "python train.py") if "trainer.qat" in c]
+    [command] = [c for c in commands(section("Deploy"), "python train.py") if "callbacks=qat" in c]
     start = tmp_path / "start.pt"
     shutil.copy(trained_run / "checkpoints" / "best.pt", start)
     words = [
@@ -63,11 +63,11 @@ def test_the_documented_qat_command_fine_tunes_and_exports_int8(tmp_path, traine
 
 def test_qat_refuses_what_it_cannot_combine_with(tmp_path):
     result = run_script(
-        "train.py", "trainer.qat=true", "trainer.ema_decay=0.9", "debug=fast",
+        "train.py", "callbacks=qat", "trainer.ema_decay=0.9", "debug=fast",
         f"hydra.run.dir={tmp_path}",
     )  # fmt: skip
     assert result.returncode == USER_ERROR_EXIT_CODE
-    assert "trainer.qat=true runs in one process in fp32" in result.stderr
+    assert "callbacks=qat runs in one process in fp32" in result.stderr
     assert "unset trainer.ema_decay" in result.stderr
 
 

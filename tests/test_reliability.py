@@ -27,12 +27,9 @@ import pytest
 import torch
 from PIL import Image
 
-from project.checkpoint import (
-    FORMAT_VERSION,
-    CheckpointPolicy,
-    atomic_save,
-    improves,
-)
+from project.checkpoint.files import atomic_save
+from project.checkpoint.format import FORMAT_VERSION
+from project.checkpoint.policy import CheckpointPolicy, improves
 from project.data.decode import read_rgb
 from project.data.image_files import FileListDataset, ImageFolderDataset
 from project.errors import USER_ERROR_EXIT_CODE, UserError

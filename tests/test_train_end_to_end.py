@@ -6,7 +6,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from project.checkpoint import FORMAT_VERSION
+from project.checkpoint.format import FORMAT_VERSION
 from tests.conftest import FAST_TRAINING, run_script
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from project.checkpoint import CheckpointPolicy
+from project.checkpoint.policy import CheckpointPolicy
 from project.schema import EarlyStoppingConfig, LoggerConfig, TrainerConfig
 from project.trainer import ClassificationTrainer
 

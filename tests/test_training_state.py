@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from project.checkpoint import CheckpointPolicy, inference_weights
+from project.checkpoint.format import inference_weights
+from project.checkpoint.policy import CheckpointPolicy
 from project.errors import UserError
 from project.models.build import build_model
 from project.seeding import restore_rng_state, rng_state

@@ -17,10 +17,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from project.checkpoint import describe, load_model_weights, read_weights
 from project.errors import UserError
 from project.models.init import init_weights
 from project.models.layers import freeze
+from project.models.weights import load_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +50,3 @@ def build_model(model_cfg: DictConfig, initialize: bool = True) -> nn.Module:
     except (ValueError, KeyError) as error:
         raise UserError(f"model ({model_cfg.get('_target_')}): {error}") from None
     return model
-
-
-def load_pretrained(model: nn.Module, path: str, strict: bool) -> None:
-    """Start from another run's weights (fine-tuning): weights only, no optimizer state.
-    The EMA weights when that run validated with them."""
-    problems = load_model_weights(model, read_weights(path), path, strict=strict)
-    if any(problems.values()):
-        log.warning(
-            "model.pretrained=%s: loaded what fits; not loaded: %s", path, describe(problems)
-        )
-    else:
-        log.info("model.pretrained=%s: all weights loaded", path)

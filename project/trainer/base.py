@@ -23,7 +23,7 @@ from torch.optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau
 from torch.utils.data import DataLoader
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from project.checkpoint import CheckpointPolicy
+from project.checkpoint.policy import CheckpointPolicy
 from project.data.batches import move_to_device, to_channels_last
 from project.data.device_prefetch import prefetch_to_device
 from project.data.sampling import EpochSampler
@@ -170,6 +170,12 @@ class BaseTrainer:
         self.epoch_losses: list[Tensor] = []
         self.epoch_counts: list[int] = []
         self.last_metrics: dict[str, float] = {}
+
+    @classmethod
+    def from_config(cls, cfg: Any, *args: Any, **kwargs: Any) -> "BaseTrainer":
+        """How train.py builds the task's trainer: `cls(*args, **kwargs)`. A task with keys
+        of its own (the distillation wing's `distill:`) reads them here from the run config."""
+        return cls(*args, **kwargs)
 
     # ---- what a task implements -------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from project.checkpoint import improves
+from project.checkpoint.policy import improves
 
 
 class EarlyStopping:

@@ -1,4 +1,5 @@
-"""The form of a trained model that export and quantization start from."""
+"""A trained model rebuilt from its checkpoint: the one way evaluate, export, a
+distillation teacher, QAT and the benchmarks get a checkpoint's model."""
 
 from pathlib import Path
 from typing import Any
@@ -7,17 +8,27 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from project.checkpoint import inference_weights, load_model_weights
+from project.callbacks import build_callbacks
+from project.checkpoint.format import inference_weights
 from project.models.build import build_model
 from project.models.repvgg import reparameterize
+from project.models.weights import load_model_weights
 
 
-def rebuild_model(state: dict[str, Any], path: Path) -> nn.Module:
-    """The model of a loaded checkpoint, built from the config saved in it, with the weights
-    the run validated best with (the EMA weights when it chose them)."""
-    model = build_model(OmegaConf.create(state["config"]).model, initialize=False)
-    load_model_weights(model, inference_weights(state), path)
-    return model
+def rebuild_trained_model(
+    state: dict[str, Any], path: Path, *, dataset: Any = None, deploy_form: bool = False
+) -> nn.Module:
+    """The model of a loaded checkpoint (`format.load_checkpoint`, which checked its config),
+    built from the config saved in it, shaped by its callbacks (QAT's fake-quantized graph;
+    `dataset` gives them example inputs), with the weights the run validated best with (the
+    EMA weights when it chose them). `deploy_form`: in `inference_form`."""
+    run_cfg = OmegaConf.create(state["config"])
+    model = build_model(run_cfg.model, initialize=False)
+    weights = inference_weights(state)
+    for callback in build_callbacks(run_cfg):
+        model = callback.setup_model(model, run_cfg, dataset, weights=weights)
+    load_model_weights(model, weights, path)
+    return inference_form(model) if deploy_form else model
 
 
 def revert_sync_batchnorm(module: nn.Module) -> nn.Module:

@@ -8,9 +8,10 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from project.checkpoint import load_checkpoint
-from project.compress.inference_form import inference_form, rebuild_model
+from project.checkpoint.format import load_checkpoint
 from project.errors import UserError
+from project.models.trained import rebuild_trained_model
+from project.trainer import is_classifier
 
 
 def distillation_loss(
@@ -59,7 +60,7 @@ def load_teacher(path: str, student_dataset: DictConfig, student_classes: int) -
     checkpoint = Path(path)
     state = load_checkpoint(checkpoint)
     teacher_cfg = OmegaConf.create(state["config"])
-    if teacher_cfg.task != "classification":
+    if not is_classifier(teacher_cfg.task):
         raise UserError(
             f"distill.teacher_ckpt={path} is a {teacher_cfg.task} run; a classifier is needed"
         )
@@ -69,7 +70,7 @@ def load_teacher(path: str, student_dataset: DictConfig, student_classes: int) -
             f"distill.teacher_ckpt={path} predicts {teacher_classes} classes, the student "
             f"{student_classes} (dataset.num_classes); teacher and student must share the classes"
         )
-    teacher = inference_form(rebuild_model(state, checkpoint))
+    teacher = rebuild_trained_model(state, checkpoint, deploy_form=True)
     same = [
         list(student_dataset.get(key, [])) == list(teacher_cfg.dataset.get(key, []))
         for key in ("mean", "std")

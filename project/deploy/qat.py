@@ -1,4 +1,4 @@
-"""Quantization-aware fine-tuning: `python train.py model.pretrained=<ckpt> trainer.qat=true`.
+"""Quantization-aware fine-tuning: `python train.py model.pretrained=<ckpt> callbacks=qat`.
 
 The trained model is exported to a graph with fake quantization (torchao PT2E), the
 Trainer fine-tunes that graph as any model, and when the run ends the best weights are
@@ -13,10 +13,12 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from project.checkpoint import inference_weights, load_checkpoint
-from project.compress.inference_form import inference_form
-from project.compress.int8_export import accuracy, predict
-from project.compress.quantize import (
+from project.callbacks import Callback
+from project.checkpoint.format import inference_weights, load_checkpoint
+from project.data.loaders import build_dataset
+from project.deploy.export import export_with_batch_axis, save_program
+from project.deploy.int8 import accuracy, predict
+from project.deploy.quantize import (
     CALIBRATION_BATCHES,
     calibration_images,
     convert_quantization_aware,
@@ -25,14 +27,15 @@ from project.compress.quantize import (
     size_observers_like,
 )
 from project.errors import UserError
-from project.export import CLASSIFIER_TASKS, export_with_batch_axis, save_program
 from project.models.build import build_model
+from project.models.trained import inference_form
+from project.trainer import is_classifier
 
 log = logging.getLogger(__name__)
 
 
 def check_qat_config(cfg: DictConfig) -> None:
-    """trainer.qat fine-tunes one exported graph in one process, in fp32."""
+    """callbacks=qat fine-tunes one exported graph in one process, in fp32."""
     trainer = cfg.trainer
     conflicts = {
         "trainer.ema_decay": trainer.ema_decay > 0,
@@ -45,14 +48,14 @@ def check_qat_config(cfg: DictConfig) -> None:
     used = [key for key, conflict in conflicts.items() if conflict]
     if used:
         raise UserError(
-            f"trainer.qat=true runs in one process in fp32 without EMA, compile or "
+            f"callbacks=qat runs in one process in fp32 without EMA, compile or "
             f"channels_last; unset {', '.join(used)}"
         )
-    if cfg.task not in CLASSIFIER_TASKS:
-        raise UserError(f"trainer.qat=true takes classifiers; this run's task is {cfg.task}")
+    if not is_classifier(cfg.task):
+        raise UserError(f"callbacks=qat takes classifiers; this run's task is {cfg.task}")
     if not cfg.model.get("pretrained"):
         log.warning(
-            "trainer.qat=true without model.pretrained: quantization-aware training from "
+            "callbacks=qat without model.pretrained: quantization-aware training from "
             "random weights; it usually fine-tunes a trained checkpoint"
         )
 
@@ -68,7 +71,7 @@ def prepare(
     """The fake-quantized graph to fine-tune; with `weights` (the checkpoint of such a run,
     to evaluate) its observers are sized to take them."""
     check_qat_config(cfg)
-    log.info("trainer.qat: fine-tuning with int8 fake quantization (torchao PT2E)")
+    log.info("callbacks=qat: fine-tuning with int8 fake quantization (torchao PT2E)")
     prepared = prepare_quantization_aware(model, example_batch(train_dataset))
     if weights is not None:
         size_observers_like(prepared, weights)
@@ -97,8 +100,24 @@ def finish(
         report["ptq_int8_accuracy"] = accuracy(*predict(ptq, loaders["val"]))
     (run_dir / "qat.json").write_text(json.dumps(report, indent=2) + "\n")
     log.info(
-        "trainer.qat: int8 model %s; %s",
+        "callbacks=qat: int8 model %s; %s",
         path,
         ", ".join(f"{key}={value:.4f}" for key, value in report.items() if key != "int8_model"),
     )
     return report
+
+
+class QuantizationAwareTraining(Callback):
+    """`callbacks=qat` (configs/callbacks/qat.yaml): the core calls these two methods."""
+
+    def setup_model(
+        self, model: nn.Module, cfg: DictConfig, dataset, weights: dict | None = None
+    ) -> nn.Module:
+        if dataset is None:  # a checkpoint rebuilt without data at hand: the example inputs
+            dataset = build_dataset(cfg.dataset, "val")
+        return prepare(model, cfg, dataset, weights)
+
+    def on_fit_end(self, trainer, cfg: DictConfig, loaders) -> None:
+        if trainer.process.is_main:
+            best = trainer.checkpoint_policy.best_path
+            finish(trainer.module, cfg, trainer.run_dir, best, loaders)

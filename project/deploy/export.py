@@ -17,10 +17,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from project.checkpoint import inference_weights, load_checkpoint
-from project.compress.inference_form import inference_form, rebuild_model
+from project.checkpoint.format import inference_weights, load_checkpoint
 from project.data.loaders import build_datasets, build_loaders
 from project.errors import UserError
+from project.models.trained import rebuild_trained_model
+from project.trainer import is_image_model
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,6 @@ SUFFIXES = {
     "exported_program": ".pt2",
     "tensorrt": ".trt.ep",
 }
-CLASSIFIER_TASKS = ("classification", "distill")  # a distilled student is a classifier
-IMAGE_TASKS = (*CLASSIFIER_TASKS, "segmentation")
 CPU = torch.device("cpu")  # export and verification run on the CPU (TensorRT excepted)
 MAX_BATCH = 4096  # upper bound of the dynamic batch axis (torch.export needs one)
 
@@ -63,18 +62,28 @@ def load_trained_model(checkpoint: str | os.PathLike) -> TrainedModel:
     path = Path(checkpoint)
     state = load_checkpoint(path)
     run_cfg = OmegaConf.create(state["config"])
-    if run_cfg.task not in IMAGE_TASKS:
+    if not is_image_model(run_cfg.task):
         raise UserError(
-            f"{path}: export takes image models (task {' or '.join(IMAGE_TASKS)}); "
+            f"{path}: export takes image models (classification or segmentation tasks); "
             f"this run's task is {run_cfg.task}"
         )
-    if run_cfg.trainer.get("qat"):
+    if is_quantization_aware(run_cfg):
         raise UserError(
             f"{path} is a quantization-aware training checkpoint; its int8 model is "
             f"{path.parent / 'int8.pt2'}, written when that run ended"
         )
     weights = "ema" if inference_weights(state) is not state["model"] else "model"
-    return TrainedModel(inference_form(rebuild_model(state, path)), run_cfg, path, weights)
+    model = rebuild_trained_model(state, path, deploy_form=True)
+    return TrainedModel(model, run_cfg, path, weights)
+
+
+def is_quantization_aware(run_cfg: DictConfig) -> bool:
+    """A run fine-tuned with `callbacks=qat` (qat.py): its weights belong to the
+    fake-quantized graph, and its deployable form is the int8.pt2 it wrote."""
+    return any(
+        str(node.get("_target_", "")).endswith(".QuantizationAwareTraining")
+        for node in (run_cfg.get("callbacks") or {}).values()
+    )
 
 
 def check_format(export_format: str | None) -> None:

@@ -18,7 +18,7 @@ from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
     get_default_x86_inductor_quantization_config,
 )
 
-from project.export import export_with_batch_axis
+from project.deploy.export import export_with_batch_axis
 
 CALIBRATION_BATCHES = 16  # the default of configs/quantize/int8.yaml
 
@@ -52,7 +52,7 @@ def quantize_post_training(
 
 
 def prepare_quantization_aware(model: nn.Module, example: Tensor) -> torch.fx.GraphModule:
-    """`model` with fake quantization inserted, ready to fine-tune (trainer.qat). Its
+    """`model` with fake quantization inserted, ready to fine-tune (callbacks=qat). Its
     `.train()` and `.eval()` switch BatchNorm and dropout as a normal module's do, and
     switch the observers on and off."""
     from torchao.quantization.pt2e import allow_exported_model_train_eval

@@ -10,14 +10,15 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from project.compress.quantize import (
+from project.deploy.export import TrainedModel, export_with_batch_axis, save_program
+from project.deploy.quantize import (
     calibration_images,
     quantize_post_training,
     serialized_bytes,
     signal_to_quantization_noise,
 )
 from project.errors import UserError
-from project.export import CLASSIFIER_TASKS, TrainedModel, export_with_batch_axis, save_program
+from project.trainer import is_classifier
 
 
 def predict(model: nn.Module, loader) -> tuple[Tensor, Tensor]:
@@ -59,7 +60,7 @@ def program_bytes(model: nn.Module, example: Tensor) -> int:
 
 def export_int8(trained: TrainedModel, quantize_cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
     """Write `<checkpoint>.int8.pt2` and return its path with the figures."""
-    if trained.run_cfg.task not in CLASSIFIER_TASKS:
+    if not is_classifier(trained.run_cfg.task):
         raise UserError(
             f"quantize=int8 takes classifiers (its report compares accuracy); "
             f"{trained.checkpoint} is a {trained.run_cfg.task} run"
