@@ -47,9 +47,9 @@ tensorboard: $(VENV)/.synced ## serve TensorBoard over every run in logs/
 benchmark: $(VENV)/.synced ## trainer overhead against a hand-written loop (benchmarks/overhead.py)
 	$(PY) benchmarks/overhead.py $(ARGS)
 
-new-project: ## copy the template into NAME=<dir> as a new git repository; PACKAGE=<name> renames the package
-	@test -n "$(NAME)" || { echo "usage: make new-project NAME=<dir> [PACKAGE=<name>]"; exit 2; }
-	$(PYTHON) -m project.starter "$(NAME)" $(if $(PACKAGE),--package "$(PACKAGE)")
+new-project: ## copy the template into NAME=<dir> as a new git repository; PACKAGE=<name> renames the package, MINIMAL=1 leaves out the wings
+	@test -n "$(NAME)" || { echo "usage: make new-project NAME=<dir> [PACKAGE=<name>] [MINIMAL=1]"; exit 2; }
+	$(PYTHON) -m project.starter "$(NAME)" $(if $(PACKAGE),--package "$(PACKAGE)") $(if $(filter 1,$(MINIMAL)),--minimal)
 
 clean: ## delete run outputs and caches (keeps .venv)
 	rm -rf logs outputs multirun .pytest_cache .ruff_cache

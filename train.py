@@ -24,7 +24,7 @@ from project.distributed import (
     process_group,
     select_device,
 )
-from project.errors import exit_on_user_error
+from project.errors import PREEMPTED_EXIT_CODE, Preempted, exit_on_user_error
 from project.launch import (
     LaunchPlan,
     agree_on_run_folder,
@@ -42,7 +42,6 @@ from project.schema import register_schemas, validate_config
 from project.seeding import make_deterministic, seed_everything
 from project.trainer import trainer_class
 from project.trainer.base import num_batches
-from project.trainer.preemption import PREEMPTED_EXIT_CODE, Preempted
 
 log = logging.getLogger("train")
 register_schemas()

@@ -1,6 +1,6 @@
 """Parameters and multiply-adds of the model zoo, measured by the project's own summary
 (project/models/summary.py). Prints the Markdown table of the README's "Models" section;
-tests/test_readme.py checks that the README shows exactly this output.
+tests/end_to_end/test_readme.py checks that the README shows exactly this output.
 
     python benchmarks/model_sizes.py
 """

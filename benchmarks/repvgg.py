@@ -1,6 +1,6 @@
 """CPU inference speed-up of RepVGG's deploy form over its three-branch training form.
 
-Both forms compute the same function (tests/test_repvgg.py checks it); the deploy form runs
+Both forms compute the same function (tests/models/test_repvgg.py checks it); the deploy form runs
 one dense 3x3 conv per block instead of a 3x3, a 1x1 and a BN branch plus two additions.
 Forward passes alternate between the two forms and the ratio reported is the median of
 the per-pair ratios, so a slow spell on a shared machine hits both halves of a pair.

@@ -128,6 +128,26 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     return tensor
 
 
+def sum_totals_over_ranks(
+    totals: dict[str, Tensor], samples: int, device: torch.device
+) -> tuple[dict[str, Tensor], int]:
+    """Validation sums and sample count added over ranks: one all-reduce of every total
+    (flattened into one float64 vector) and the count."""
+    names = sorted(totals)
+    shapes = [totals[name].shape for name in names]
+    flat = torch.cat(
+        [totals[name].reshape(-1) for name in names]
+        + [torch.tensor([float(samples)], dtype=torch.float64, device=device)]
+    )
+    flat = all_reduce_sum(flat)
+    summed, offset = {}, 0
+    for name, shape in zip(names, shapes, strict=True):
+        size = shape.numel()
+        summed[name] = flat[offset : offset + size].reshape(shape)
+        offset += size
+    return summed, int(flat[-1].item())
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True on every rank if it is true on one: ranks must agree to stop at the same step,
     or the others would wait forever in the next collective."""

@@ -1,4 +1,6 @@
-"""Errors a user can fix, and how entry points report them.
+"""Errors a user can fix, how entry points report them, and every exit code the
+entry points use: 0 done, 2 bad input (USER_ERROR_EXIT_CODE), 75 stopped by a signal
+after saving a resumable checkpoint (PREEMPTED_EXIT_CODE); anything else is a bug.
 
 A `UserError` means bad input (a config value, a missing or corrupt file). Entry points
 turn it into one line on stderr and exit code 2, never a traceback: the message is the
@@ -11,10 +13,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 USER_ERROR_EXIT_CODE = 2
+# EX_TEMPFAIL from sysexits.h: "temporary failure, the user is invited to retry", which
+# is what a preempted run is. Requeue scripts can test for it.
+PREEMPTED_EXIT_CODE = 75
 
 
 class UserError(Exception):
     """Bad input; the message names the key, file or value and what would be valid."""
+
+
+class Preempted(Exception):
+    """Raised by the trainer after it saved its state because a stop signal arrived."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
 
 
 def _record_in_log_files(message: str) -> None:

@@ -34,8 +34,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from project.distributed import ProcessContext, check_gpus
-from project.errors import USER_ERROR_EXIT_CODE, UserError, exit_on_user_error
-from project.trainer.preemption import PREEMPTED_EXIT_CODE, STOP_SIGNALS, Preempted
+from project.errors import (
+    PREEMPTED_EXIT_CODE,
+    USER_ERROR_EXIT_CODE,
+    Preempted,
+    UserError,
+    exit_on_user_error,
+)
+from project.trainer.preemption import STOP_SIGNALS
 
 log = logging.getLogger(__name__)
 

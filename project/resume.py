@@ -17,48 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 from project.checkpoint.format import load_checkpoint
 from project.checkpoint.policy import CHECKPOINT_DIRNAME, LAST
 from project.errors import UserError
-from project.schema import SCHEMAS, validate_config
+from project.schema import SCHEMAS, may_change_on_resume, validate_config
 
 log = logging.getLogger(__name__)
 
-# Overrides a resumed run accepts: how long and how it runs, what it logs and saves.
-# Anything else (model, dataset, optimizer, scheduler, seed, batch size, precision ...)
-# would make the result a different experiment than the one the checkpoint continues.
-HARMLESS_KEYS = (
-    "trainer.max_epochs",
-    "trainer.max_steps",
-    "trainer.limit_train_batches",
-    "trainer.limit_val_batches",
-    "trainer.check_val_every_n_epoch",
-    "trainer.gpus",
-    "trainer.num_processes",  # a mid-epoch checkpoint refuses another world size
-    "trainer.strategy",
-    "trainer.devices",
-    "trainer.early_stopping",
-    "trainer.channels_last",
-    "trainer.compile",
-    "trainer.compile_mode",
-    "trainer.compile_backend",
-    "trainer.cudnn_benchmark",
-    "trainer.log_grad_norm",
-    "trainer.detect_anomaly",
-    "trainer.nan_policy",
-    "trainer.profile",
-    "loader.num_workers",
-    "loader.pin_memory",
-    "loader.persistent_workers",
-    "loader.prefetch_factor",
-    "loader.eval_batch_size",
-    "logger",
-    "checkpoint.save_top_k",
-    "checkpoint.save_last",
-    "checkpoint.every_n_epochs",
-    "checkpoint.every_n_steps",
-    "checkpoint.filename",
-    "paths",
-    "resume",
-    "hydra",
-)
+# Besides the schema fields declared `resume=True` (project/schema.py): groups a resume
+# may change as a whole. Logging, paths and Hydra's own settings never change what is trained.
+FREE_ON_RESUME = ("logger", "paths", "resume", "hydra")
 
 
 def _argument(argv: list[str], key: str) -> str | None:
@@ -135,7 +100,7 @@ def resume_checkpoint(resume: str, run_dir: Path) -> tuple[Path, dict[str, Any]]
 
 
 def _is_harmless(key: str) -> bool:
-    return any(key == allowed or key.startswith(f"{allowed}.") for allowed in HARMLESS_KEYS)
+    return key.split(".")[0] in FREE_ON_RESUME or may_change_on_resume(key)
 
 
 def resume_config(saved: dict[str, Any], composed: DictConfig, overrides: list[str]) -> DictConfig:

@@ -19,82 +19,106 @@ from project.data.background import MAX_BACKGROUND_PREFETCH
 from project.errors import UserError
 
 
-def _field(default: Any, **rules: Any) -> Any:
-    """A dataclass field with validation rules: min, max, below (exclusive max), choices."""
-    return field(default=default, metadata=rules)
+def _field(default: Any = None, *, resume: bool = False, factory: Any = None, **rules: Any) -> Any:
+    """A dataclass field with validation rules (min, max, above and below: exclusive
+    bounds, choices) and `resume=True` when `resume=` may change it: how long and how a
+    run goes, not what it trains (project/resume.py refuses the others)."""
+    metadata = {**rules, "resume": resume}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# `resume=True`: `resume=` may change the key (how long and how the run goes, what it logs
+# and saves); anything else would make the result another experiment than the one the
+# checkpoint continues, and project/resume.py refuses it.
 
 
 @dataclass
 class EarlyStoppingConfig:
-    patience: int = _field(0, min=0)  # validations without improvement before stopping; 0 = off
-    min_delta: float = _field(0.0, min=0.0)  # smallest change of the monitored metric that counts
+    # validations without improvement before stopping; 0 = off
+    patience: int = _field(0, resume=True, min=0)
+    # smallest change of the monitored metric that counts
+    min_delta: float = _field(0.0, resume=True, min=0.0)
 
 
 @dataclass
 class TrainerConfig:
-    max_epochs: int = _field(8, min=1)
-    gpus: int = _field(0, min=0)
-    strategy: str = _field("auto", choices=("auto", "ddp", "dp"))
-    num_processes: int = _field(1, min=1)  # DDP processes on the CPU (gloo) when gpus=0
-    sync_bn: bool = False
-    devices: list[int] | None = None  # CUDA indices this job uses; null = 0..gpus-1
+    max_epochs: int = _field(8, resume=True, min=1)
+    gpus: int = _field(0, resume=True, min=0)
+    strategy: str = _field("auto", resume=True, choices=("auto", "ddp", "dp"))
+    # DDP processes on the CPU (gloo) when gpus=0 (a mid-epoch checkpoint refuses another)
+    num_processes: int = _field(1, resume=True, min=1)
+    sync_bn: bool = _field(False)
+    # CUDA indices this job uses; null = 0..gpus-1
+    devices: list[int] | None = _field(None, resume=True)
     precision: str = _field("32", choices=("32", "bf16-mixed", "16-mixed"))
     accumulate_grad_batches: int = _field(1, min=1)
     gradient_clip_val: float = _field(0.0, min=0.0)  # max total grad norm; 0 = off
-    deterministic: bool = False
-    limit_train_batches: int | None = _field(None, min=1)  # null = all
-    limit_val_batches: int | None = _field(None, min=0)  # null = all, 0 = no validation
-    check_val_every_n_epoch: int = _field(1, min=1)
-    max_steps: int | None = _field(
-        None, min=1
-    )  # stop after N optimizer steps in all; null = no limit
+    deterministic: bool = _field(False)
+    limit_train_batches: int | None = _field(None, resume=True, min=1)  # null = all
+    # null = all, 0 = no validation
+    limit_val_batches: int | None = _field(None, resume=True, min=0)
+    check_val_every_n_epoch: int = _field(1, resume=True, min=1)
+    # stop after N optimizer steps in all; null = no limit
+    max_steps: int | None = _field(None, resume=True, min=1)
     ema_decay: float = _field(0.0, min=0.0, below=1.0)  # 0 = off; e.g. 0.999
-    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    early_stopping: EarlyStoppingConfig = _field(factory=EarlyStoppingConfig, resume=True)
     # speed switches
-    channels_last: bool = False  # model and image batches in channels-last memory format
-    compile: bool = False  # torch.compile the model
+    # model and image batches in channels-last memory format
+    channels_last: bool = _field(False, resume=True)
+    compile: bool = _field(False, resume=True)  # torch.compile the model
     compile_mode: str = _field(
         "default",
+        resume=True,
         choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     )
-    compile_backend: str = "inductor"  # torch.compile backend; aot_eager compiles fast, no C++
-    cudnn_benchmark: bool | None = None  # null = on with CUDA unless deterministic
+    # torch.compile backend; aot_eager compiles fast, without a C++ compiler
+    compile_backend: str = _field("inductor", resume=True)
+    cudnn_benchmark: bool | None = _field(None, resume=True)  # null = on with CUDA
     # training insight
-    log_grad_norm: int = _field(0, min=0)  # gradient norms every N optimizer steps; 0 = off
-    detect_anomaly: bool = False  # autograd anomaly detection (slow; for debugging)
-    nan_policy: str = _field("stop", choices=("stop", "skip_batch"))  # on a NaN/Inf loss
-    profile: bool = False  # torch.profiler over a few steps after warm-up
+    # gradient norms every N optimizer steps; 0 = off
+    log_grad_norm: int = _field(0, resume=True, min=0)
+    detect_anomaly: bool = _field(False, resume=True)  # autograd anomaly detection (slow)
+    nan_policy: str = _field("stop", resume=True, choices=("stop", "skip_batch"))
+    profile: bool = _field(False, resume=True)  # torch.profiler over a few steps
 
 
 @dataclass
 class CheckpointConfig:
-    monitor: str = "val/acc"
+    monitor: str = _field("val/acc")
     mode: str = _field("max", choices=("min", "max"))
-    save_top_k: int = _field(1, min=-1)  # keep the k best snapshots; 0 none, -1 all
-    save_last: bool = True
-    every_n_epochs: int = _field(1, min=1)  # snapshots and last.pt at every Nth validation
-    every_n_steps: int | None = _field(None, min=1)  # also last.pt every N optimizer steps
-    filename: str = "epoch={epoch:03d}-step={step:06d}"  # snapshot names; may use metrics
+    # keep the k best snapshots; 0 none, -1 all
+    save_top_k: int = _field(1, resume=True, min=-1)
+    save_last: bool = _field(True, resume=True)
+    # snapshots and last.pt at every Nth validation
+    every_n_epochs: int = _field(1, resume=True, min=1)
+    # also last.pt every N optimizer steps
+    every_n_steps: int | None = _field(None, resume=True, min=1)
+    # snapshot names; may use metrics
+    filename: str = _field("epoch={epoch:03d}-step={step:06d}", resume=True)
 
 
 @dataclass
 class LoaderConfig:
     batch_size: int = _field(128, min=1)
-    eval_batch_size: int | None = _field(None, min=1)  # null = 2 x batch_size
-    num_workers: int = _field(0, min=0)
-    pin_memory: bool | None = None  # null = on when training on CUDA
-    persistent_workers: bool = True
-    prefetch_factor: int | None = _field(None, min=1)  # null = PyTorch's default (2)
-    drop_last: bool = True
+    # null = 2 x batch_size
+    eval_batch_size: int | None = _field(None, resume=True, min=1)
+    num_workers: int = _field(0, resume=True, min=0)
+    pin_memory: bool | None = _field(None, resume=True)  # null = on when training on CUDA
+    persistent_workers: bool = _field(True, resume=True)
+    # null = PyTorch's default (2)
+    prefetch_factor: int | None = _field(None, resume=True, min=1)
+    drop_last: bool = _field(True)
     # batches a background thread keeps ready (project/data/background.py); 0 = off
     background_prefetch: int = _field(0, min=0, max=MAX_BACKGROUND_PREFETCH)
 
 
 @dataclass
 class LoggerConfig:
-    tensorboard: bool = True
-    log_every_n_steps: int = _field(50, min=1)
-    progress_bar: bool | None = None  # null = on when stderr is a terminal
+    tensorboard: bool = _field(True, resume=True)
+    log_every_n_steps: int = _field(50, resume=True, min=1)
+    progress_bar: bool | None = _field(None, resume=True)  # null = on when stderr is a terminal
 
 
 SCHEMAS: dict[str, type] = {
@@ -148,6 +172,21 @@ KEY_RULES: dict[str, dict[str, Any]] = {
 }
 FREE_FORM_GROUPS = ("model", "dataset", "optimizer", "scheduler")
 KINDS = {"int": ((int,), "an integer"), "number": ((int, float), "a number")}
+
+
+def may_change_on_resume(key: str) -> bool:
+    """Whether `resume=` accepts an override of the dotted `key` (e.g. trainer.max_epochs):
+    declared by `resume=True` on its schema field (or on a field holding it)."""
+    group, *path = key.split(".")
+    schema = SCHEMAS.get(group)
+    for name in path:
+        schema_field = next((f for f in fields(schema) if f.name == name), None) if schema else None
+        if schema_field is None:
+            return False
+        if schema_field.metadata.get("resume"):
+            return True
+        schema = schema_field.type if is_dataclass(schema_field.type) else None
+    return False
 
 
 def _check(key: str, value: Any, rules: dict[str, Any]) -> None:

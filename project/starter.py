@@ -1,8 +1,12 @@
-"""Start a new project from this template: `make new-project NAME=<dir> [PACKAGE=<name>]`.
+"""Start a new project from this template: `make new-project NAME=<dir> [PACKAGE=<name>]
+[MINIMAL=1]`.
 
 Copies the files git tracks (so no run outputs, caches, .venv or the template's history)
 into a new folder, renames the `project` package if asked, and makes the copy a fresh git
-repository with one commit. Standard library only: it runs before any environment exists.
+repository with one commit. MINIMAL=1 leaves out the optional wings (deployment and
+distillation): their code, configs, tests, docs, README passages (marked
+`<!-- wing -->` ... `<!-- /wing -->`) and extra dependencies, and re-locks the rest with
+uv. Standard library only: it runs before any environment exists.
 """
 
 import argparse
@@ -16,6 +20,40 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parents[1]
 PACKAGE = "project"
 TEXT_SUFFIXES = {".py", ".yaml", ".yml", ".md", ".toml", ".lock", ".cfg", ".txt", ""}
+# Everything that belongs to a wing, relative to the template (the package as `project/`).
+WING_PATHS = (
+    "project/deploy/",
+    "project/distill/",
+    "export.py",
+    "configs/export.yaml",
+    "configs/quantize/",
+    "configs/callbacks/qat.yaml",
+    "configs/experiment/distill.yaml",
+    "tests/deploy/",
+    "tests/distill/",
+    "benchmarks/compression.py",
+    "docs/deploy.md",
+)
+WING_EXTRA = "deploy"  # pyproject's optional dependencies of the wings
+# In Markdown: a line that ends with the marker (a table row), or a passage between two.
+WING_LINE = re.compile(r"^.*<!-- wing -->[ \t]*\n", re.M)
+WING_PASSAGE = re.compile(r"<!-- wing -->.*?<!-- /wing -->", re.S)
+
+
+def is_wing(relative: str) -> bool:
+    return any(relative == p or (p.endswith("/") and relative.startswith(p)) for p in WING_PATHS)
+
+
+def without_wings(relative: str, text: str) -> str:
+    """A kept file's text with its wing passages and the wings' extra dependencies removed."""
+    if relative.endswith(".md"):
+        return WING_PASSAGE.sub("", WING_LINE.sub("", text))
+    if relative == "pyproject.toml":
+        text = re.sub(
+            rf"^# [^\n]*\n(?:# [^\n]*\n)*{WING_EXTRA} = \[[^\]]*\]\n", "", text, flags=re.M
+        )
+        return text.replace(f",{WING_EXTRA}]", "]")
+    return text
 
 
 def tracked_files(root: Path) -> list[str]:
@@ -39,7 +77,20 @@ def rename_package(text: str, name: str) -> str:
     return re.sub(rf'(name = )"{PACKAGE}"', rf'\1"{name}"', text)  # pyproject, uv.lock
 
 
-def create_project(destination: Path, package: str = PACKAGE) -> None:
+def relock(destination: Path) -> None:
+    """uv.lock for the reduced pyproject.toml (make test syncs with --frozen)."""
+    uv = shutil.which("uv")
+    command = [uv, "lock"] if uv else [sys.executable, "-m", "uv", "lock"]
+    result = subprocess.run(command, cwd=destination, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"error: uv lock failed in {destination}: {result.stderr.strip()[-500:]}")
+
+
+def python_lines(folder: Path) -> int:
+    return sum(len(path.read_text().splitlines()) for path in folder.rglob("*.py"))
+
+
+def create_project(destination: Path, package: str = PACKAGE, minimal: bool = False) -> None:
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", package):
         sys.exit(
             f"error: PACKAGE={package!r} is not a Python package name (lowercase letters, digits, _)"
@@ -47,24 +98,32 @@ def create_project(destination: Path, package: str = PACKAGE) -> None:
     if destination.exists() and any(destination.iterdir()):
         sys.exit(f"error: {destination} exists and is not empty; choose a new folder")
     for relative in tracked_files(TEMPLATE):
+        if minimal and is_wing(relative):
+            continue
         target_relative = relative
         if package != PACKAGE and relative.startswith(f"{PACKAGE}/"):
             target_relative = f"{package}/{relative[len(PACKAGE) + 1 :]}"
         target = destination / target_relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(TEMPLATE / relative, target)
+        if minimal and target.suffix in (".md", ".toml"):
+            target.write_text(without_wings(relative, target.read_text()))
         if package != PACKAGE and target.suffix in TEXT_SUFFIXES and target.name != "Makefile":
             target.write_text(rename_package(target.read_text(), package))
     if package != PACKAGE:  # the Makefile runs `python -m project.starter`; keep it working
         makefile = destination / "Makefile"
         makefile.write_text(makefile.read_text().replace(f"-m {PACKAGE}.", f"-m {package}."))
+    if minimal:
+        relock(destination)
     git = ["git", "-c", "init.defaultBranch=main"]
     identity = {"GIT_AUTHOR_NAME": "template", "GIT_AUTHOR_EMAIL": "template@localhost"}
     env = {**identity, "GIT_COMMITTER_NAME": "template", "GIT_COMMITTER_EMAIL": "template@localhost", **os.environ}  # fmt: skip
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "Start from the PyTorch training template"]):  # fmt: skip
         subprocess.run([*git, *command], cwd=destination, check=True, env=env)
     print(
-        f"created {destination} (package {package}), a git repository with one commit.\n"
+        f"created {destination} (package {package}{', without the wings' if minimal else ''}), "
+        f"a git repository with one commit: {python_lines(destination / package):,} lines of "
+        f"Python in {package}/, {python_lines(destination):,} in all.\n"
         f"Next: cd {destination} && make test; then add your dataset and model (README)."
     )
 
@@ -73,8 +132,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("destination", type=Path, help="the new project's folder")
     parser.add_argument("--package", default=PACKAGE, help="rename the Python package")
+    parser.add_argument("--minimal", action="store_true", help="leave out the optional wings")
     args = parser.parse_args()
-    create_project(args.destination, args.package)
+    create_project(args.destination, args.package, args.minimal)
 
 
 if __name__ == "__main__":

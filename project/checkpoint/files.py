@@ -56,8 +56,8 @@ def _replace_atomically(path: Path, write) -> None:
         ) from None
 
 
-def temporary_name(name: str) -> str:
-    return f".{name}.{os.getpid()}.tmp"
+def temporary_name(name: str, pid: int | None = None) -> str:
+    return f".{name}.{os.getpid() if pid is None else pid}.tmp"
 
 
 def _os_reason(error: BaseException) -> str:

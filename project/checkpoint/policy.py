@@ -110,8 +110,9 @@ class CheckpointPolicy:
         name = name if name.endswith(".pt") else f"{name}.pt"
         if "/" in name or name in (BEST, LAST):
             raise ValueError(f"{name!r} is not a plain file name of its own")
-        # The temporary file written first is longer than the name itself.
-        length = len(os.fsencode(temporary_name(name)))
+        # The temporary file written first is longer than the name: its suffix holds the
+        # PID, at most 7 digits on Linux (pid_max 4194304).
+        length = len(os.fsencode(temporary_name(name, pid=9_999_999)))
         if length > MAX_NAME_BYTES:
             raise ValueError(
                 f"a name like {name[:60]!r}... would be {length} bytes with its temporary "

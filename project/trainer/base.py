@@ -1,13 +1,15 @@
 """BaseTrainer: the training loop every task shares.
 
 A task subclass implements only `training_step` and `validation_step` (see
-classification.py). Everything else lives here: epochs, mixed precision, gradient
-accumulation and clipping, LR schedules, validation with sample-weighted metrics, early
-stopping, checkpoints, progress bars, Python logging and TensorBoard.
+classification.py). Everything else lives here or in a small helper beside it: mixed
+precision and the optimizer step (precision.py), the position inside an epoch
+(position.py), non-finite losses and weights (nonfinite.py), TensorBoard (run_logger.py),
+progress bars and log lines (progress.py), EMA, early stopping, signals, profiling.
 
-The per-step path is kept lean on purpose (one host sync, the loss finiteness check;
-no formatting, no TensorBoard call except every `log_every_n_steps`): benchmarks/overhead.py holds it to within a few
-percent of a hand-written loop.
+The per-step path is kept lean on purpose: no host sync (a NaN loss is looked for every
+`log_every_n_steps` steps, before saves and at epoch ends, not per step), no formatting,
+no TensorBoard call except every `log_every_n_steps`; benchmarks/overhead.py holds it to
+within a few percent of a hand-written loop.
 """
 
 import contextlib
@@ -33,27 +35,31 @@ from project.distributed import (
     all_reduce_sum,
     any_rank,
     gpu_indices,
+    sum_totals_over_ranks,
     unwrap,
     wrap_model,
 )
-from project.errors import UserError
+from project.errors import Preempted, UserError
 from project.seeding import restore_rng_state, rng_state
 from project.trainer.data_wait import DataWaitMonitor
 from project.trainer.early_stopping import EarlyStopping
 from project.trainer.ema import WeightEMA
 from project.trainer.nonfinite import (
     NonFiniteLoss,
+    first_non_finite,
     non_finite_loss_message,
+    non_finite_weights,
     non_finite_weights_message,
 )
-from project.trainer.preemption import Preempted, StopSignals
+from project.trainer.position import EpochPosition
+from project.trainer.precision import Precision
+from project.trainer.preemption import StopSignals
 from project.trainer.profiling import StepProfiler
-from project.trainer.progress import progress_bar, progress_bar_enabled
+from project.trainer.progress import format_metrics, progress_bar, progress_bar_enabled
 from project.trainer.run_logger import RunLogger
 
 log = logging.getLogger(__name__)
 
-AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 # Under DDP the ranks agree on a stop signal every this many optimizer steps: the check is a
 # collective (and on CUDA a sync), too dear for every step; a scheduler's grace period is
 # seconds to minutes.
@@ -68,12 +74,11 @@ def num_batches(loader: DataLoader, limit: int | None) -> int:
 class BaseTrainer:
     """Owns the loop; subclasses say what one step computes.
 
-    `trainer_cfg` and `logger_cfg` follow `TrainerConfig` and `LoggerConfig` in
-    project/schema.py (a DictConfig from Hydra, or the dataclasses themselves).
-    `run_config` is the resolved run config, stored in checkpoints and TensorBoard.
-    `strategy` wraps the model for several devices ("ddp", "dp", or None); `process` says
-    which rank this is. `self.model` is what the steps call (maybe wrapped), `self.module`
-    the bare model that checkpoints, EMA and evaluation use.
+    `trainer_cfg` and `logger_cfg` are `TrainerConfig` and `LoggerConfig` objects
+    (project/schema.py). `run_config` is the resolved run config, stored in checkpoints
+    and TensorBoard. `strategy` wraps the model for several devices ("ddp", "dp", or None);
+    `process` says which rank this is. `self.model` is what the steps call (maybe
+    wrapped), `self.module` the bare model that checkpoints, EMA and evaluation use.
     """
 
     #: Names of the metrics `validation_step` returns, logged with a "val/" prefix.
@@ -94,28 +99,30 @@ class BaseTrainer:
         strategy: str | None = None,
         process: ProcessContext = SINGLE_PROCESS,
     ):
-        self.cfg = trainer_cfg
-        # Plain attributes for what the per-step path reads: a DictConfig lookup costs
+        self.cfg, self.device, self.process = trainer_cfg, device, process
+        # Plain attributes for what the per-step path reads: a config lookup costs
         # microseconds, which a tiny model's step notices.
         self.accumulate_grad_batches = int(trainer_cfg.accumulate_grad_batches)
         self.gradient_clip_val = float(trainer_cfg.gradient_clip_val)
-        self.device = device
-        # Batches from a CPU loader are already where a CPU model needs them; on CUDA the
-        # next training batch is copied during the current step (device_prefetch.py).
-        self.batches_need_moving = device.type != "cpu"
-        self.prefetch_to_device = device.type == "cuda"
-        self.data_wait = DataWaitMonitor()
-        self.process = process
+        self.grad_norm_every = int(trainer_cfg.log_grad_norm)
+        self.log_every_n_steps = int(logger_cfg.log_every_n_steps)
+        self.max_steps = trainer_cfg.max_steps
         self.channels_last = bool(trainer_cfg.channels_last)
+        self.skip_non_finite = trainer_cfg.nan_policy == "skip_batch"
+        self.skipped_batches = 0
+        # On CUDA the next batch is copied during the current step (device_prefetch.py).
+        self.prefetch_to_device = device.type == "cuda"
+
         self.module = unwrap(model).to(device)
         if self.channels_last:  # convs then run in NHWC kernels: no layout change per layer
             self.module.to(memory_format=torch.channels_last)
-        dp_device_ids = (
+        dp_ids = (
             gpu_indices(trainer_cfg.gpus, trainer_cfg.devices, torch.cuda.device_count())
             if strategy == "dp"
             else []
         )
-        self.model = wrap_model(self.module, strategy, device, dp_device_ids)
+        self.model = wrap_model(self.module, strategy, device, dp_ids)
+        self.ddp = strategy == "ddp"
         # Compiled on the first step. `self.module` stays the plain model: checkpoints hold
         # its state dict, so no `_orig_mod.` prefix, loadable without torch.compile.
         self.compile_pending = bool(trainer_cfg.compile)
@@ -123,21 +130,19 @@ class BaseTrainer:
             self.model = torch.compile(
                 self.model, mode=trainer_cfg.compile_mode, backend=trainer_cfg.compile_backend
             )
-        self.grad_norm_every = int(trainer_cfg.log_grad_norm)
-        self.skip_non_finite = trainer_cfg.nan_policy == "skip_batch"
-        self.skipped_batches = 0
+        self.precision = Precision(trainer_cfg.precision, device.type)
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.ema = WeightEMA(self.module, trainer_cfg.ema_decay) if trainer_cfg.ema_decay else None
         self.window_has_gradients = False  # a batch of this accumulation window ran backward
-        self.profiler: StepProfiler | None = None  # trainer.profile: set up by fit()
-        self.ddp = strategy == "ddp"
-        self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.run_dir = run_dir
-        self.checkpoint_policy = checkpoint_policy
+
+        self.run_dir, self.checkpoint_policy = run_dir, checkpoint_policy
         self.run_config = run_config or {}
-        self.log_every_n_steps = logger_cfg.log_every_n_steps
         self.show_progress = process.is_main and progress_bar_enabled(logger_cfg.progress_bar)
         self.tensorboard = logger_cfg.tensorboard
         self.run_logger = RunLogger(None)  # opened by fit(), which knows the resumed step
+        self.profiler: StepProfiler | None = None  # trainer.profile: set up by fit()
+        self.data_wait = DataWaitMonitor()
+        self.stop_signals = StopSignals()
         # Early stopping and ReduceLROnPlateau follow the checkpoint's metric; without a
         # policy, the validation loss.
         self.monitor = checkpoint_policy.monitor if checkpoint_policy else "val/loss"
@@ -148,27 +153,9 @@ class BaseTrainer:
             min_delta=trainer_cfg.early_stopping.min_delta,
         )
 
-        dtype = AUTOCAST_DTYPES.get(str(trainer_cfg.precision))
-        # nullcontext for fp32: entering a disabled autocast still costs microseconds a step.
-        self.autocast = (
-            (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
-        )
-        # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range.
-        self.scaler = (
-            torch.amp.GradScaler(device.type) if trainer_cfg.precision == "16-mixed" else None
-        )
-
-        self.max_steps = trainer_cfg.max_steps
-        self.ema = WeightEMA(self.module, trainer_cfg.ema_decay) if trainer_cfg.ema_decay else None
-        self.stop_signals = StopSignals()
-
         self.epoch = 0  # completed epochs
         self.global_step = 0  # completed optimizer steps
-        self.batch_in_epoch = 0  # batches of the current epoch already trained on
-        # Losses and sample counts of those batches, so that a run resumed mid-epoch logs
-        # the same epoch mean as one that never stopped.
-        self.epoch_losses: list[Tensor] = []
-        self.epoch_counts: list[int] = []
+        self.position = EpochPosition()
         self.last_metrics: dict[str, float] = {}
 
     @classmethod
@@ -176,6 +163,10 @@ class BaseTrainer:
         """How train.py builds the task's trainer: `cls(*args, **kwargs)`. A task with keys
         of its own (the distillation wing's `distill:`) reads them here from the run config."""
         return cls(*args, **kwargs)
+
+    @property
+    def scaler(self) -> torch.amp.GradScaler | None:
+        return self.precision.scaler
 
     # ---- what a task implements -------------------------------------------------------
 
@@ -189,6 +180,14 @@ class BaseTrainer:
         the totals into epoch values (by default totals / samples, exactly the per-sample
         mean whatever the batch sizes). A sum may be a vector, e.g. per-class counts."""
         raise NotImplementedError
+
+    def reduce_metrics(self, totals: dict[str, Tensor], samples: int) -> dict[str, float]:
+        """Epoch metrics from the summed outputs of `validation_step`: per-sample means by
+        default. Override for metrics that are not means over samples (mean IoU)."""
+        return {name: (total / samples).item() for name, total in totals.items()}
+
+    def on_validation_end(self) -> None:
+        """Called after each validation pass, e.g. to log example predictions as images."""
 
     # ---- the loop -----------------------------------------------------------------------
 
@@ -210,21 +209,14 @@ class BaseTrainer:
         log.info(
             "training %s: %d epochs, %d batches per epoch of %d samples per process, "
             "global batch %d (%d processes x %d accumulated), device %s, precision %s",
-            type(self.module).__name__,
-            self.cfg.max_epochs,
-            num_batches(train_loader, self.cfg.limit_train_batches),
-            batch_size,
+            type(self.module).__name__, self.cfg.max_epochs,
+            num_batches(train_loader, self.cfg.limit_train_batches), batch_size,
             batch_size * self.process.world_size * self.accumulate_grad_batches,
-            self.process.world_size,
-            self.accumulate_grad_batches,
-            self.device,
+            self.process.world_size, self.accumulate_grad_batches, self.device,
             self.cfg.precision,
-        )
-        self.profiler = (
-            StepProfiler(self.run_dir, self.device)
-            if self.cfg.profile and self.process.is_main
-            else None
-        )
+        )  # fmt: skip
+        if self.cfg.profile and self.process.is_main:
+            self.profiler = StepProfiler(self.run_dir, self.device)
         try:
             with (
                 logging_redirect_tqdm(),
@@ -250,7 +242,7 @@ class BaseTrainer:
         """One epoch of training, then validation and checkpoints; True means stop."""
         metrics = self.train_epoch(train_loader)
         self.check_weights_finite()  # every rank: identical weights, so they stop together
-        if self.batch_in_epoch:  # stopped mid-epoch by max_steps; last.pt is saved
+        if self.position.batch:  # stopped mid-epoch by max_steps; last.pt is saved
             return True
         validating = (
             val_loader is not None
@@ -268,7 +260,6 @@ class BaseTrainer:
         self.last_metrics = metrics
         self.run_logger.scalars(metrics, step=self.global_step, now=True)
         log.info("epoch %d/%d %s", self.epoch, self.cfg.max_epochs, format_metrics(metrics))
-
         if not validating:
             return False
         score = metrics.get(self.monitor, math.nan)
@@ -282,120 +273,120 @@ class BaseTrainer:
         if self.early_stopping.update(score):
             log.info(
                 "early stopping: %s has not improved by more than %g for %d validations",
-                self.monitor,
-                self.early_stopping.min_delta,
-                self.early_stopping.patience,
-            )
+                self.monitor, self.early_stopping.min_delta, self.early_stopping.patience,
+            )  # fmt: skip
             return True
         return False
 
     def train_epoch(self, loader: DataLoader) -> dict[str, float]:
-        """Train one epoch, from `batch_in_epoch` on when resuming mid-epoch. Returns the
-        epoch's metrics; on an early stop (max_steps) `batch_in_epoch` stays non-zero."""
+        """Train one epoch, from `position.batch` on when resuming mid-epoch. Returns the
+        epoch's metrics; on an early stop (max_steps) `position.batch` stays non-zero."""
         self.model.train()
-        start = self.batch_in_epoch
-        sampler = loader.sampler if isinstance(loader.sampler, EpochSampler) else None
-        if sampler is not None:
-            sampler.set_epoch(self.epoch)
-        batches = num_batches(loader, self.cfg.limit_train_batches)
-        if sampler is not None and start:
-            # Skip at the sampler: the batches already trained on are never loaded.
-            sampler.set_epoch(self.epoch, start_index=start * loader.batch_size)
-        batch_iterator = iter(loader)
-        if sampler is None and start:  # a custom loader: skip by drawing (and loading)
-            for _ in range(start):
-                next(batch_iterator)
-        if self.prefetch_to_device:
-            batch_iterator = prefetch_to_device(batch_iterator, self.device)
-        move_batches = self.batches_need_moving and not self.prefetch_to_device
-        accumulate = self.accumulate_grad_batches
-        bar = progress_bar(
-            batches, f"epoch {self.epoch + 1}/{self.cfg.max_epochs}", self.show_progress
-        )
+        if isinstance(loader.sampler, EpochSampler):  # the whole epoch: len(loader) counts it
+            loader.sampler.set_epoch(self.epoch)
+        start, batches = self.position.batch, num_batches(loader, self.cfg.limit_train_batches)
+        accumulate, channels_last = self.accumulate_grad_batches, self.channels_last
+        bar = progress_bar(batches, f"epoch {self.epoch + 1}/{self.cfg.max_epochs}", self.show_progress)  # fmt: skip
         bar.update(start)
-        losses, counts = self.epoch_losses, self.epoch_counts
-        policy, stop_signals, max_steps = self.checkpoint_policy, self.stop_signals, self.max_steps
-        save_every = policy.every_n_steps if policy is not None and self.process.is_main else None
-        distributed = self.process.distributed
+        self.epoch_first_step = self.global_step - start // accumulate
         data_wait = compile_seconds = 0.0
         compile_samples = 0
-        channels_last, profiler = self.channels_last, self.profiler
         epoch_start = fetch_start = time.perf_counter()
-        for batch_index, batch in enumerate(batch_iterator, start=start):
+        for batch_index, batch in enumerate(self._epoch_batches(loader, start), start=start):
             if batch_index >= batches:
                 break
-            batch_start = time.perf_counter()
-            data_wait += batch_start - fetch_start
-            if move_batches:
-                batch = move_to_device(batch, self.device)
+            step_start = time.perf_counter()
+            data_wait += step_start - fetch_start
             if channels_last:
                 batch = to_channels_last(batch)
             last_batch = batch_index + 1 == batches
             stepping = (batch_index + 1) % accumulate == 0 or last_batch
             # DDP: accumulate locally, all-reduce gradients only before the optimizer step.
             with self.model.no_sync() if self.ddp and not stepping else contextlib.nullcontext():
-                with self.autocast():
+                with self.precision.autocast():
                     loss, count = self.training_step(batch)
-                if self._loss_is_usable(loss, batch_index):
-                    scaled = loss / accumulate if accumulate > 1 else loss
-                    (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                if not self.skip_non_finite or self._loss_is_finite(loss, batch_index):
+                    self.precision.backward(loss, accumulate)
                     self.window_has_gradients = True
-                    losses.append(loss.detach())
-                    counts.append(count)
+                    self.position.add(loss, count)
             bar.update()
-            if profiler is not None:
-                profiler.step()
+            if self.profiler is not None:
+                self.profiler.step()
             if stepping:
                 self.optimizer_step()
-                self.batch_in_epoch = batch_index + 1
-                if self.ema is not None:
-                    self.ema.update()
-                if self.global_step % self.log_every_n_steps == 0:
-                    self._log_step(loss, bar)
-                # Rare events, each one cheap test per step (see benchmarks/overhead.py).
-                if distributed:  # every rank stops at the same step, or the others hang
-                    if self.global_step % STOP_CHECK_EVERY_N_STEPS == 0 and any_rank(
-                        stop_signals.received is not None, self.device
-                    ):
-                        self._stop_for_signal(bar)
-                elif stop_signals.received:
-                    self._stop_for_signal(bar)
-                if max_steps is not None and self.global_step >= max_steps and not last_batch:
-                    self._save_resumable("trainer.max_steps reached")
-                    bar.close()
-                    return {}
-                if save_every and self.global_step % save_every == 0:
-                    self.run_logger.flush()
-                    policy.save_resumable(self.global_step, self.training_state)
+                self.position.batch = batch_index + 1
+                if self._after_step(loss, bar, last_batch):
+                    return {}  # trainer.max_steps reached mid-epoch; last.pt is saved
             if self.compile_pending:  # the first step compiled the model: time it apart
                 self.compile_pending = False
-                compile_seconds = time.perf_counter() - batch_start
-                compile_samples = count
-                log.info(
-                    "torch.compile: the first step took %.1f s, compilation included",
-                    compile_seconds,
-                )
+                compile_seconds, compile_samples = time.perf_counter() - step_start, count
+                log.info("torch.compile: the first step took %.1f s, compilation included", compile_seconds)  # fmt: skip
             if last_batch:
                 break
             fetch_start = time.perf_counter()
         bar.close()
         # Throughput and data waiting leave out the compiling step (timed above).
-        elapsed = time.perf_counter() - epoch_start - compile_seconds
-        if not counts:  # every batch skipped for a non-finite loss
+        return self._epoch_metrics(
+            loader, start, data_wait, time.perf_counter() - epoch_start - compile_seconds,
+            compile_seconds, compile_samples,
+        )  # fmt: skip
+
+    def _epoch_batches(self, loader: DataLoader, start: int):
+        """The epoch's batches from batch `start` on, on the training device."""
+        sampler = loader.sampler if isinstance(loader.sampler, EpochSampler) else None
+        if sampler is not None and start:
+            # Skip at the sampler: the batches already trained on are never loaded.
+            sampler.set_epoch(self.epoch, start_index=start * loader.batch_size)
+        batches = iter(loader)
+        if sampler is None and start:  # a custom loader: skip by drawing (and loading)
+            for _ in range(start):
+                next(batches)
+        if self.prefetch_to_device:
+            return prefetch_to_device(batches, self.device)
+        if self.device.type != "cpu":  # a CPU loader's batches are already in place
+            return (move_to_device(batch, self.device) for batch in batches)
+        return batches
+
+    def _after_step(self, loss: Tensor, bar, last_batch: bool) -> bool:
+        """EMA, logging and the rare events after an optimizer step, each one cheap test
+        per step (see benchmarks/overhead.py). True: stop the epoch (max_steps)."""
+        step = self.global_step
+        if self.ema is not None:
+            self.ema.update()
+        if step % self.log_every_n_steps == 0:
+            self.check_losses_finite(agree=True)
+            self._log_step(loss, bar)
+        if self.process.distributed:  # every rank stops at the same step, or the others hang
+            if step % STOP_CHECK_EVERY_N_STEPS == 0 and any_rank(
+                self.stop_signals.received is not None, self.device
+            ):
+                self._stop_for_signal(bar)
+        elif self.stop_signals.received:
+            self._stop_for_signal(bar)
+        if self.max_steps is not None and step >= self.max_steps and not last_batch:
+            self._save_resumable("trainer.max_steps reached")
+            bar.close()
+            return True
+        policy = self.checkpoint_policy
+        every = policy.every_n_steps if policy is not None and self.process.is_main else None
+        if every and step % every == 0:
+            self.check_losses_finite(agree=False)
+            self.run_logger.flush()
+            policy.save_resumable(step, self.training_state)
+        return False
+
+    def _epoch_metrics(
+        self, loader, start, data_wait, elapsed, compile_seconds, compile_samples
+    ) -> dict[str, float]:
+        if not self.position.counts:  # every batch skipped for a non-finite loss
             raise NonFiniteLoss(
                 f"every batch of epoch {self.epoch + 1} had a NaN or infinite loss (trainer.nan_policy=skip_batch); lower optimizer.lr or check the data"
             )
-        weights = torch.tensor(counts, dtype=torch.float64, device=self.device)
+        self.check_losses_finite(agree=True)
         # Summed over ranks: the epoch's loss is the mean over every sample of every rank.
-        totals = torch.stack(
-            [
-                (torch.stack(losses).double() * weights).sum(),
-                weights.sum(),
-                weights[start:].sum(),  # trained in this call (not before a resume)
-            ]
-        )
-        loss_sum, samples, trained = all_reduce_sum(totals).tolist()
-        self.batch_in_epoch, self.epoch_losses, self.epoch_counts = 0, [], []
+        totals = all_reduce_sum(self.position.totals(self.device, trained_from=start))
+        loss_sum, samples, trained = totals.tolist()
+        self.position.reset()
         # The share of the epoch this process spent waiting for batches (ranks differ
         # little, as they step together; rank 0's is logged).
         data_wait_fraction = data_wait / elapsed
@@ -413,69 +404,89 @@ class BaseTrainer:
             metrics["train/skipped_batches"] = float(self.skipped_batches)
         return metrics
 
-    def _loss_is_usable(self, loss: Tensor, batch_index: int) -> bool:
-        """False to skip a batch whose loss is NaN or infinite (`nan_policy=skip_batch`);
-        with `stop`, such a loss ends the run before `backward()` touches anything.
-        One host sync per batch; under DDP the ranks agree, or one would skip the
-        gradient all-reduce the others wait in."""
+    def optimizer_step(self) -> None:
+        if self.window_has_gradients:  # else every batch of the window was skipped
+            log_norms = self.grad_norm_every and (self.global_step + 1) % self.grad_norm_every == 0
+            self.precision.step(
+                self.optimizer,
+                self.module.parameters(),
+                self.gradient_clip_val,
+                inspect_gradients=(
+                    (lambda: self.run_logger.gradient_norms(self.module, self.global_step + 1))
+                    if log_norms
+                    else None
+                ),
+            )
+        self.window_has_gradients = False
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step()
+        self.global_step += 1
+
+    # ---- non-finite values, signals and max_steps -----------------------------------------
+
+    def _loss_is_finite(self, loss: Tensor, batch_index: int) -> bool:
+        """`nan_policy=skip_batch`: False to skip a batch whose loss is NaN or infinite,
+        before `backward()` touches anything. One host sync per batch; under DDP the ranks
+        agree, or one would skip the gradient all-reduce the others wait in."""
         finite = bool(torch.isfinite(loss.detach()).all())
         if self.process.distributed:
             finite = not any_rank(not finite, self.device)
-        if finite:
-            return True
-        if self.skip_non_finite:
+        if not finite:
             self.skipped_batches += 1
             log.warning(
                 "skipped batch %d of epoch %d: non-finite loss (%d skipped so far)",
                 batch_index + 1, self.epoch + 1, self.skipped_batches,
             )  # fmt: skip
-            return False
+        return finite
+
+    def check_losses_finite(self, agree: bool) -> None:
+        """`nan_policy=stop`: the losses trained on since the last check must be finite,
+        or the run stops naming the step where the first one was not. One host read, every
+        `log_every_n_steps` steps, before a save and at the epoch end; none in between.
+        `agree`: under DDP, all ranks call this together and stop together."""
+        if self.skip_non_finite:
+            return
+        position = self.position
+        bad = first_non_finite(position.losses, position.checked)
+        position.checked = len(position.losses)
+        flagged = bad is not None
+        if agree and self.process.distributed:
+            flagged = any_rank(flagged, self.device)
+        if not flagged:
+            return
+        if bad is None:
+            raise NonFiniteLoss("another rank's loss was NaN or infinite; training stopped")
         raise NonFiniteLoss(
             non_finite_loss_message(
-                loss.detach().float().mean().item(),
-                step=self.global_step + 1,
+                position.losses[bad].float().mean().item(),
+                step=self.epoch_first_step + bad // self.accumulate_grad_batches + 1,
                 epoch=self.epoch + 1,
-                batch=batch_index + 1,
+                batch=bad + 1,
                 last_checkpoint=self._last_good_checkpoint(),
                 lr=self.optimizer.param_groups[0]["lr"],
             )
         )
 
-    def _last_good_checkpoint(self) -> Path | None:
-        last = self.checkpoint_policy.last_path if self.checkpoint_policy else None
-        return last if last is not None and last.is_file() else None
-
     def check_weights_finite(self) -> None:
         """Stop, one line, if a weight is NaN or infinite: such weights are never saved.
         (`skip_batch` skips non-finite losses, but a finite loss can still take a step that
         overflows the weights.) One host sync; called at epoch ends and before every save."""
-        tensors = dict(self.module.named_parameters())
-        tensors.update(self.module.named_buffers())
-        tensors = {name: t for name, t in tensors.items() if t.is_floating_point()}
-        finite = torch.stack([t.detach().isfinite().all() for t in tensors.values()]).tolist()
-        if all(finite):
-            return
-        raise NonFiniteLoss(
-            non_finite_weights_message(
-                [name for name, ok in zip(tensors, finite, strict=True) if not ok],
-                step=self.global_step,
-                epoch=self.epoch + 1,
-                last_checkpoint=self._last_good_checkpoint(),
-                lr=self.optimizer.param_groups[0]["lr"] if self.optimizer else 0.0,
+        names = non_finite_weights(self.module)
+        if names:
+            raise NonFiniteLoss(
+                non_finite_weights_message(
+                    names,
+                    step=self.global_step,
+                    epoch=self.epoch + 1,
+                    last_checkpoint=self._last_good_checkpoint(),
+                    lr=self.optimizer.param_groups[0]["lr"] if self.optimizer else 0.0,
+                )
             )
-        )
 
-    def _log_gradient_norms(self) -> None:
-        """Total and per-parameter L2 norms of the gradients the step is about to use
-        (before clipping), from the .grad tensors backward already filled: no extra pass."""
-        named = [(name, p.grad) for name, p in self.module.named_parameters() if p.grad is not None]
-        norms = torch.stack([torch.linalg.vector_norm(grad.detach().float()) for _, grad in named])
-        values = torch.cat([torch.linalg.vector_norm(norms).view(1), norms]).tolist()  # one sync
-        scalars = {"train/grad_norm/total": values[0]}
-        scalars.update(
-            {f"train/grad_norm/{name}": v for (name, _), v in zip(named, values[1:], strict=True)}
-        )
-        self.run_logger.scalars(scalars, self.global_step + 1)
+    def _last_good_checkpoint(self) -> Path | None:
+        last = self.checkpoint_policy.last_path if self.checkpoint_policy else None
+        return last if last is not None and last.is_file() else None
 
     def reached_max_steps(self) -> bool:
         return self.max_steps is not None and self.global_step >= self.max_steps
@@ -495,39 +506,17 @@ class BaseTrainer:
                 "%s at step %d; no checkpoint policy, nothing saved", reason, self.global_step
             )
             return None
+        self.check_losses_finite(agree=False)
         self.run_logger.flush()
         path = self.checkpoint_policy.save_resumable(self.global_step, self.training_state)
         log.info(
             "%s at step %d (epoch %d, batch %d): saved %s; continue with: python train.py resume=%s",
-            reason,
-            self.global_step,
-            self.epoch + 1,
-            self.batch_in_epoch,
-            path,
+            reason, self.global_step, self.epoch + 1, self.position.batch, path,
             path.parent.parent,
-        )
+        )  # fmt: skip
         return path
 
-    def optimizer_step(self) -> None:
-        if self.window_has_gradients:  # else every batch of the window was skipped
-            clip = self.gradient_clip_val
-            log_norms = self.grad_norm_every and (self.global_step + 1) % self.grad_norm_every == 0
-            if self.scaler and (clip > 0 or log_norms):
-                self.scaler.unscale_(self.optimizer)  # the true gradients, not scaled ones
-            if log_norms:
-                self._log_gradient_norms()
-            if clip > 0:
-                nn.utils.clip_grad_norm_(self.module.parameters(), clip)
-            if self.scaler:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
-        self.window_has_gradients = False
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
-            self.scheduler.step()
-        self.global_step += 1
+    # ---- validation ----------------------------------------------------------------------
 
     @torch.no_grad()
     def evaluate(
@@ -551,7 +540,7 @@ class BaseTrainer:
                 batch = move_to_device(batch, self.device)
                 if self.channels_last:
                     batch = to_channels_last(batch)
-                with self.autocast():
+                with self.precision.autocast():
                     sums, count = self.validation_step(batch)
                 for name, value in sums.items():
                     value = value.detach().double()
@@ -565,7 +554,11 @@ class BaseTrainer:
             self.model = wrapped
         bar.close()
         if self.process.distributed:
-            totals, samples = self._sum_over_ranks(totals, samples)
+            if not totals:  # the ranks would disagree on what to add up
+                raise UserError(
+                    f"a rank got no validation batch: the split is smaller than the {self.process.world_size} processes"
+                )
+            totals, samples = sum_totals_over_ranks(totals, samples, self.device)
         if samples == 0:
             raise UserError(
                 f"the {prefix} split produced no batches; check its size and loader.batch_size"
@@ -574,36 +567,6 @@ class BaseTrainer:
             f"{prefix}/{name}": value
             for name, value in self.reduce_metrics(totals, samples).items()
         }
-
-    def _sum_over_ranks(
-        self, totals: dict[str, Tensor], samples: int
-    ) -> tuple[dict[str, Tensor], int]:
-        """One all-reduce of every total (flattened into one float64 vector) and the count."""
-        if not totals:  # the ranks would disagree on what to add up
-            raise UserError(
-                f"a rank got no validation batch: the split is smaller than the {self.process.world_size} processes"
-            )
-        names = sorted(totals)
-        shapes = [totals[name].shape for name in names]
-        flat = torch.cat(
-            [totals[name].reshape(-1) for name in names]
-            + [torch.tensor([float(samples)], dtype=torch.float64, device=self.device)]
-        )
-        flat = all_reduce_sum(flat)
-        summed, offset = {}, 0
-        for name, shape in zip(names, shapes, strict=True):
-            size = shape.numel()
-            summed[name] = flat[offset : offset + size].reshape(shape)
-            offset += size
-        return summed, int(flat[-1].item())
-
-    def reduce_metrics(self, totals: dict[str, Tensor], samples: int) -> dict[str, float]:
-        """Epoch metrics from the summed outputs of `validation_step`: per-sample means by
-        default. Override for metrics that are not means over samples (mean IoU)."""
-        return {name: (total / samples).item() for name, total in totals.items()}
-
-    def on_validation_end(self) -> None:
-        """Called after each validation pass, e.g. to log example predictions as images."""
 
     # ---- state ---------------------------------------------------------------------------
 
@@ -616,18 +579,14 @@ class BaseTrainer:
             "model": self.module.state_dict(),  # bare: never a `module.` prefix
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "scaler": self.precision.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
             "inference_weights": "ema" if self.ema else "model",
             "early_stopping": self.early_stopping.state_dict(),
             "epoch": self.epoch,
             "global_step": self.global_step,
             "world_size": self.process.world_size,  # the sampler's shards depend on it
-            "position": {
-                "batch": self.batch_in_epoch,
-                "losses": torch.stack(self.epoch_losses).cpu() if self.epoch_losses else None,
-                "counts": list(self.epoch_counts),
-            },
+            "position": self.position.state_dict(),
             "last_metrics": dict(self.last_metrics),
             "rng": rng_state(),
         }
@@ -651,19 +610,14 @@ class BaseTrainer:
                 raise UserError(
                     f"scheduler=onecycle was planned for {self.scheduler.total_steps} steps, this run for {planned}: resume it with the trainer.max_epochs it started with (a one-cycle schedule cannot be extended)"
                 )
-        if self.scaler is not None and state["scaler"] is not None:
-            self.scaler.load_state_dict(state["scaler"])
+        self.precision.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.early_stopping.load_state_dict(state["early_stopping"])
         if self.checkpoint_policy is not None and "checkpoint_policy" in state:
             self.checkpoint_policy.load_state_dict(state["checkpoint_policy"])
         self.epoch, self.global_step = state["epoch"], state["global_step"]
-        position = state["position"]
-        self.batch_in_epoch = position["batch"]
-        losses = position["losses"]
-        self.epoch_losses = list(losses.to(self.device).unbind()) if losses is not None else []
-        self.epoch_counts = list(position["counts"])
+        self.position.load_state_dict(state["position"], self.device)
         self.last_metrics = dict(state.get("last_metrics", {}))
         restore_rng_state(state["rng"])
 
@@ -685,24 +639,11 @@ class BaseTrainer:
             )
 
     def _log_step(self, loss: Tensor, bar) -> None:
-        value = loss.item()
         lr = self.optimizer.param_groups[0]["lr"]
-        self.run_logger.scalars({"train/loss_step": value, "train/lr_step": lr}, self.global_step)
+        value = self.run_logger.training_step(self.global_step, loss, lr)
         # The last validation result rides along so the bar shows loss and metric together.
         shown = {"loss": f"{value:.4f}", "lr": f"{lr:.3g}"}
         shown.update(
             {name: f"{v:.4f}" for name, v in self.last_metrics.items() if name.startswith("val/")}
         )
         bar.set_postfix(shown, refresh=False)
-
-
-def format_metrics(metrics: dict[str, float]) -> str:
-    parts = []
-    for name, value in metrics.items():
-        if name.endswith("fraction"):
-            parts.append(f"{name}={value:.1%}")
-        elif name.endswith("per_sec"):
-            parts.append(f"{name}={value:.0f}")
-        else:
-            parts.append(f"{name}={value:.4g}")
-    return " ".join(parts)

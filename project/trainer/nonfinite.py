@@ -1,11 +1,18 @@
-"""A loss that is NaN or infinite: stop with a message that helps, or skip the batch.
+"""A loss or weights that are NaN or infinite: stop with a message that helps, or skip
+the batch.
 
-Training on after a NaN loss only spreads NaN into every weight; the checkpoint policy
-would then save NaN weights as `last.pt`. The check runs before `backward()`, so the
-weights and the optimizer state are still those of the last good step.
+Training on after a NaN loss only spreads NaN into every weight. With
+`trainer.nan_policy=stop` the losses are looked at every `logger.log_every_n_steps` steps,
+before every save and at each epoch end (a per-step look would make the CPU wait for the
+GPU at every step); the message names the step of the first bad loss, and weights that
+went non-finite are never saved, so the last checkpoint stays the last good state. With
+`skip_batch` each loss is looked at before `backward()` and a bad batch is skipped.
 """
 
 from pathlib import Path
+
+import torch
+from torch import Tensor, nn
 
 from project.errors import UserError
 
@@ -34,7 +41,7 @@ def non_finite_loss_message(
 ) -> str:
     return (
         f"the loss is {value} at step {step} (epoch {epoch}, batch {batch}); training stopped "
-        f"before it reached the weights ({_saved(last_checkpoint)}). {_likely_causes(lr)}; "
+        f"and saved nothing from that step on ({_saved(last_checkpoint)}). {_likely_causes(lr)}; "
         "trainer.nan_policy=skip_batch skips such batches instead"
     )
 
@@ -47,3 +54,23 @@ def non_finite_weights_message(
         f"the weights are NaN or infinite after step {step} (epoch {epoch}: {shown}); training "
         f"stopped without saving them ({_saved(last_checkpoint)}). {_likely_causes(lr)}"
     )
+
+
+def first_non_finite(losses: list[Tensor], start: int) -> int | None:
+    """Index of the first NaN or infinite loss in `losses[start:]`; one host read."""
+    if len(losses) <= start:
+        return None
+    finite = torch.isfinite(torch.stack(losses[start:]).float())
+    if bool(finite.all()):
+        return None
+    return start + int((~finite).flatten().nonzero()[0])
+
+
+def non_finite_weights(module: nn.Module) -> list[str]:
+    """Names of the floating-point parameters and buffers holding a NaN or infinity."""
+    tensors = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+    tensors = {name: t for name, t in tensors.items() if t.is_floating_point()}
+    if not tensors:
+        return []
+    finite = torch.stack([t.detach().isfinite().all() for t in tensors.values()]).tolist()
+    return [name for name, ok in zip(tensors, finite, strict=True) if not ok]

@@ -3,7 +3,7 @@
 Clusters send SIGTERM (SLURM: also SIGUSR1 with `--signal=USR1@90`) some time before they
 kill a job; Ctrl-C sends SIGINT. The handler only raises a flag; the trainer checks it
 after each optimizer step, writes a resumable `last.pt`, logs how to resume and exits
-with PREEMPTED_EXIT_CODE. A second Ctrl-C while that happens stops at once.
+with PREEMPTED_EXIT_CODE (project/errors.py). A second Ctrl-C while that happens stops at once.
 """
 
 import logging
@@ -12,18 +12,7 @@ import threading
 
 log = logging.getLogger(__name__)
 
-# EX_TEMPFAIL from sysexits.h: "temporary failure, the user is invited to retry", which
-# is what a preempted run is. Requeue scripts can test for it.
-PREEMPTED_EXIT_CODE = 75
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
-
-
-class Preempted(Exception):
-    """Raised by the trainer after it saved its state because a stop signal arrived."""
-
-    def __init__(self, signal_name: str):
-        super().__init__(signal_name)
-        self.signal_name = signal_name
 
 
 class StopSignals:

@@ -4,6 +4,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
@@ -69,6 +71,25 @@ class RunLogger:
         if self.writer is not None:
             self.hand_over()
             self.writer.flush()
+
+    def training_step(self, step: int, loss: Tensor, lr: float) -> float:
+        """The step's loss and LR (every `log_every_n_steps`); returns the loss as a float."""
+        value = loss.item()
+        self.scalars({"train/loss_step": value, "train/lr_step": lr}, step)
+        return value
+
+    def gradient_norms(self, module: nn.Module, step: int) -> None:
+        """Total and per-parameter L2 norms of the gradients the step is about to use
+        (before clipping), from the .grad tensors backward already filled: no extra pass.
+        One host read (`trainer.log_grad_norm` steps only)."""
+        named = [(name, p.grad) for name, p in module.named_parameters() if p.grad is not None]
+        norms = torch.stack([torch.linalg.vector_norm(grad.detach().float()) for _, grad in named])
+        values = torch.cat([torch.linalg.vector_norm(norms).view(1), norms]).tolist()
+        scalars = {"train/grad_norm/total": values[0]}
+        scalars.update(
+            {f"train/grad_norm/{name}": v for (name, _), v in zip(named, values[1:], strict=True)}
+        )
+        self.scalars(scalars, step)
 
     def image(self, tag: str, image, step: int) -> None:
         """A (3, H, W) float image in 0..1."""

@@ -9,9 +9,8 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from project.errors import USER_ERROR_EXIT_CODE, UserError
+from project.errors import PREEMPTED_EXIT_CODE, USER_ERROR_EXIT_CODE, UserError
 from project.resume import resume_checkpoint
-from project.trainer.preemption import PREEMPTED_EXIT_CODE
 from tests.conftest import REPO_ROOT, run_script, sigterm_mid_training
 
 # 600 training images at batch 64 = 9 steps per epoch, 3 epochs; flips on (the default
@@ -147,7 +146,7 @@ def test_resume_of_a_missing_run_names_it(tmp_path):
 
 
 def test_sigterm_finishes_the_step_saves_and_exits_with_the_documented_code(tmp_path):
-    # SIGINT and SIGUSR1 take the same path; tests/test_training_state.py sends all three.
+    # SIGINT and SIGUSR1 take the same path; tests/checkpoint/test_training_state.py sends all three.
     run_dir = tmp_path / "run"
     result = sigterm_mid_training(
         run_dir, "trainer.max_epochs=50", "dataset.train_size=2000", "dataset.val_size=200",

@@ -53,12 +53,3 @@ def test_throughput_benchmark_prints_its_ratio_line():
         "--size", "32", "--batch", "4", "--warmup", "1", "--steps", "2", "--repeats", "1",
     )  # fmt: skip
     assert re.fullmatch(r"throughput min_ratio=\d+\.\d{3}", line)
-
-
-@pytest.mark.slow  # ~2 min: trains the default teacher, then two small students
-def test_compression_benchmark_prints_its_distillation_line():
-    line = last_line(
-        "benchmarks/compression.py", "--tables", "distillation", "--student-epochs", "1",
-        "--student-train-size", "512", "--seeds", "1",
-    )  # fmt: skip
-    assert re.fullmatch(r"compression distill_gain_points=-?\d+\.\d{2}", line)

@@ -10,7 +10,7 @@ import torch
 from project.deploy.export import load_trained_model
 from project.errors import USER_ERROR_EXIT_CODE, UserError
 from tests.conftest import run_script
-from tests.test_readme import commands, section
+from tests.end_to_end.test_readme import commands, section
 
 
 def qat_run(tmp_path, trained_run):

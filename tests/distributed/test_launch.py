@@ -13,8 +13,8 @@ import torch
 
 from evaluate import evaluate
 from project.checkpoint.format import load_checkpoint
+from project.errors import PREEMPTED_EXIT_CODE
 from project.launch import refuse_deprecated_launcher
-from project.trainer.preemption import PREEMPTED_EXIT_CODE
 from tests.conftest import REPO_ROOT, compose_config, run_script, sigterm_mid_training
 
 # One short epoch; the validation split is odd-sized (301) so the two ranks' shards differ.

@@ -12,14 +12,13 @@ from torch.utils.data import DataLoader
 
 from project.checkpoint.format import inference_weights
 from project.checkpoint.policy import CheckpointPolicy
-from project.errors import UserError
+from project.errors import Preempted, UserError
 from project.models.build import build_model
 from project.seeding import restore_rng_state, rng_state
 from project.trainer import ClassificationTrainer
 from project.trainer.ema import WeightEMA
-from project.trainer.preemption import Preempted
 from tests.conftest import compose_config
-from tests.test_trainer import make_data, make_trainer
+from tests.trainer.test_trainer import make_data, make_trainer
 
 
 class SignalsAtStep(ClassificationTrainer):

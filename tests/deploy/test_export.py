@@ -24,7 +24,7 @@ from project.models.repvgg import RepVGG, RepVGGBlock
 from project.models.trained import inference_form, revert_sync_batchnorm
 from project.models.weights import load_model_weights
 from tests.conftest import compose_config, run_script
-from tests.test_readme import commands, section
+from tests.end_to_end.test_readme import commands, section
 
 DEPLOY_COMMANDS = commands(section("Deploy"), "python export.py")
 

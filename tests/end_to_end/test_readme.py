@@ -18,12 +18,18 @@ from project.schema import validate_config
 from tests.conftest import REPO_ROOT, compose_config, run_script
 
 README = (REPO_ROOT / "README.md").read_text()
+# The README and every page of docs/: each command any of them shows is exercised here.
+DOCS = [README] + [page.read_text() for page in sorted((REPO_ROOT / "docs").glob("*.md"))]
+ALL_DOCS = "\n".join(DOCS)
 
 
 def section(title: str) -> str:
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, flags=re.S | re.M)
-    assert match, f"README has no section {title!r}"
-    return match.group(1)
+    """The `## title` section of the README or of a docs/ page."""
+    for text in DOCS:
+        match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
+        if match:
+            return match.group(1)
+    raise AssertionError(f"neither the README nor docs/ has a section {title!r}")
 
 
 def titled_blocks(text: str) -> dict[str, str]:
@@ -74,10 +80,18 @@ def run_readme_command(command: str, copy: Path, run_dir: Path):
     return run_script("train.py", *words[2:], f"hydra.run.dir={run_dir}", cwd=copy)
 
 
+def test_the_readme_is_short_and_links_every_docs_page():
+    assert len(README.splitlines()) <= 310
+    for page in sorted((REPO_ROOT / "docs").glob("*.md")):
+        assert f"(docs/{page.name})" in README, page.name
+    for link in re.findall(r"\]\((docs/[^)#]+)", README):
+        assert (REPO_ROOT / link).is_file(), link
+
+
 def test_every_documented_train_command_composes_and_validates():
-    documented = commands(README, "python train.py")
+    documented = commands(ALL_DOCS, "python train.py")
     assert len(documented) >= 5
-    torchrun = [c.split(" train.py", 1)[1] for c in commands(README, "torchrun ")]
+    torchrun = [c.split(" train.py", 1)[1] for c in commands(ALL_DOCS, "torchrun ")]
     assert len(torchrun) == 2
     for command in documented + [f"python train.py{args}" for args in torchrun]:
         # ${hydra:job.num} exists only inside a sweep's job; job 0 stands for it here, and
@@ -102,7 +116,7 @@ def test_every_documented_train_command_composes_and_validates():
 
 def test_the_documented_multirun_runs_one_job_per_value(tmp_path):
     [command] = [
-        c for c in commands(README, "python train.py") if c.endswith(" -m optimizer.lr=0.1,0.01")
+        c for c in commands(ALL_DOCS, "python train.py") if c.endswith(" -m optimizer.lr=0.1,0.01")
     ]
     words = shlex.split(command)[2:]
     result = run_script("train.py", *words, "debug=fast", f"hydra.sweep.dir={tmp_path}")
@@ -161,8 +175,8 @@ def test_the_saliency_example_writes_input_gradients_to_tensorboard(tmp_path, tr
 
 
 def test_every_documented_make_target_exists():
-    documented = set(re.findall(r"`make ([a-z-]+)`", README)) | {
-        c.split()[1] for c in commands(README, "make ")
+    documented = set(re.findall(r"`make ([a-z-]+)`", ALL_DOCS)) | {
+        c.split()[1] for c in commands(ALL_DOCS, "make ")
     }
     assert {"train", "test", "lint", "format", "tensorboard", "clean", "help"} <= documented
     for target in sorted(documented):

@@ -19,13 +19,12 @@ from project.distributed import (
     gpu_indices,
     process_group,
 )
-from project.errors import UserError
+from project.errors import Preempted, UserError
 from project.launch import plan_launch, spawn
 from project.models.mobilenet import MobileNet
 from project.schema import LoaderConfig, LoggerConfig, TrainerConfig
 from project.trainer import ClassificationTrainer
 from project.trainer.base import STOP_CHECK_EVERY_N_STEPS
-from project.trainer.preemption import Preempted
 from tests.conftest import compose_config
 
 QUIET = LoggerConfig(tensorboard=False, progress_bar=False)

@@ -69,7 +69,7 @@ def test_every_n_epochs_and_save_last(tmp_path):
 
 
 def test_every_n_steps_writes_a_resumable_last_mid_epoch(tmp_path):
-    from tests.test_trainer import make_data, make_trainer
+    from tests.trainer.test_trainer import make_data, make_trainer
 
     policy = CheckpointPolicy(tmp_path, monitor="val/loss", mode="min", every_n_steps=4)
     saved_at = []

@@ -47,7 +47,7 @@ def test_new_project_is_a_fresh_renamed_repository_whose_tests_pass(tmp_path):
     # The renamed package imports, composes its configs and builds its models: the config
     # tests of the copy, with this environment's packages.
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_configs.py"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/end_to_end/test_configs.py"],
         cwd=copy, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(copy)},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:]
@@ -75,3 +75,35 @@ def test_the_new_projects_make_test_passes(tmp_path):
         ["make", "test"], cwd=copy, capture_output=True, text=True, timeout=3600
     )
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+@pytest.mark.slow  # creates an environment and runs the fork's own test suite
+def test_a_minimal_fork_has_no_wings_and_its_make_test_passes(tmp_path):
+    copy = tmp_path / "minimal"
+    result = subprocess.run(
+        ["make", "new-project", f"NAME={copy}", "MINIMAL=1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert re.search(
+        r"without the wings\), a git repository with one commit: [\d,]+ lines", result.stdout
+    )
+    for wing in (
+        "project/deploy",
+        "project/distill",
+        "export.py",
+        "tests/deploy",
+        "configs/callbacks/qat.yaml",
+        "configs/experiment/distill.yaml",
+    ):
+        assert not (copy / wing).exists(), wing
+    assert "deploy" not in (copy / "pyproject.toml").read_text()
+    assert "onnxruntime" not in (copy / "uv.lock").read_text()
+    readme = (copy / "README.md").read_text()
+    assert "wing -->" not in readme and "export.py" not in readme
+    assert git(copy, "status", "--porcelain") == ""
+    result = subprocess.run(
+        ["make", "test"], cwd=copy, capture_output=True, text=True, timeout=3600
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert re.search(r"\d+ passed", result.stdout)
