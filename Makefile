@@ -9,7 +9,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help env train test test-slow test-all lint format tensorboard benchmark new-project clean clean-all
+.PHONY: help env train test test-slow test-all lint format tensorboard benchmark gpu-check new-project clean clean-all
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,9 @@ tensorboard: $(VENV)/.synced ## serve TensorBoard over every run in logs/
 
 benchmark: $(VENV)/.synced ## trainer overhead against a hand-written loop (benchmarks/overhead.py)
 	$(PY) benchmarks/overhead.py $(ARGS)
+
+gpu-check: $(VENV)/.synced ## every CUDA check and figure, report in logs/gpu-check/ (one line and exit 0 without CUDA)
+	$(PY) benchmarks/gpu_check.py
 
 new-project: ## copy the template into NAME=<dir> as a new git repository; PACKAGE=<name> renames the package, MINIMAL=1 leaves out the wings
 	@test -n "$(NAME)" || { echo "usage: make new-project NAME=<dir> [PACKAGE=<name>] [MINIMAL=1]"; exit 2; }

@@ -148,6 +148,15 @@ def sum_totals_over_ranks(
     return summed, int(flat[-1].item())
 
 
+def broadcast_buffers(module: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) to every rank. DDP broadcasts them at
+    the start of each forward, so after the last training step each rank still holds the
+    statistics of its own last batch; validation and the saved checkpoint must agree."""
+    if dist.is_available() and dist.is_initialized():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True on every rank if it is true on one: ranks must agree to stop at the same step,
     or the others would wait forever in the next collective."""

@@ -110,6 +110,9 @@ class LoaderConfig:
     # null = PyTorch's default (2)
     prefetch_factor: int | None = _field(None, resume=True, min=1)
     drop_last: bool = _field(True)
+    # batches from one in-memory tensor, augmented whole (project/data/in_memory.py):
+    # null = where the dataset allows it, true = required, false = the DataLoader path
+    in_memory: bool | None = _field(None)
     # batches a background thread keeps ready (project/data/background.py); 0 = off
     background_prefetch: int = _field(0, min=0, max=MAX_BACKGROUND_PREFETCH)
 

@@ -99,6 +99,13 @@ class ImageFilesDataset(Dataset):
                 "resize every image to one size"
             )
 
+    def in_memory_tensors(self) -> tuple[Tensor, Tensor] | None:
+        """With dataset.cache=true and one image size: the split as one (N, 3, H, W) view
+        of the cache, for loader.in_memory (project/data/in_memory.py)."""
+        if self.decoded is None or len(np.unique(self.decoded.shapes, axis=0)) != 1:
+            return None
+        return self.decoded.buffer.view(len(self.decoded), *self.decoded.shapes[0]), self.labels
+
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         image = self.decoded[index] if self.decoded is not None else self.read(index)
         if self.transform is not None:  # only the random part runs per step when cached

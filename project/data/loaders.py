@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from project.data.background import BackgroundPrefetchLoader
+from project.data.in_memory import InMemoryLoader, batch_augmentation, in_memory_tensors
 from project.data.sampling import EpochSampler, SeededItems
 from project.distributed import SINGLE_PROCESS, ProcessContext, main_process_first
 from project.errors import UserError
@@ -102,6 +103,17 @@ def build_loader(
         world_size=process.world_size,
         even=train,
     )
+    drop_last = train and loader_cfg.drop_last and len(sampler) > batch_size
+    in_memory = _setting(loader_cfg, "in_memory")
+    if in_memory is not False:
+        batched = in_memory_loader(dataset, train, batch_size, sampler, drop_last, seed, device)
+        if not isinstance(batched, str):
+            return batched
+        if in_memory:
+            raise UserError(
+                f"loader.in_memory=true cannot batch this dataset: {batched}; set "
+                "loader.in_memory=null to use the DataLoader where it cannot"
+            )
     loader_class, extra = DataLoader, {}
     if train and loader_cfg.background_prefetch:
         loader_class = BackgroundPrefetchLoader
@@ -111,7 +123,7 @@ def build_loader(
         batch_size=batch_size,
         sampler=sampler,
         collate_fn=getattr(dataset, "collate_fn", None),
-        drop_last=train and loader_cfg.drop_last and len(sampler) > batch_size,
+        drop_last=drop_last,
         num_workers=workers,
         pin_memory=pin_memory,
         persistent_workers=loader_cfg.persistent_workers and workers > 0,
@@ -120,6 +132,33 @@ def build_loader(
         generator=torch.Generator().manual_seed(seed),  # base seeds of the worker processes
         **extra,
     )
+
+
+def _setting(loader_cfg: Any, key: str) -> Any:
+    """A loader key that checkpoints from before it existed lack."""
+    return (
+        loader_cfg.get(key)
+        if isinstance(loader_cfg, DictConfig)
+        else getattr(loader_cfg, key, None)
+    )
+
+
+def in_memory_loader(dataset, train, batch_size, sampler, drop_last, seed, device):
+    """An InMemoryLoader for `dataset`, or why it cannot have one."""
+    tensors = in_memory_tensors(dataset)
+    if isinstance(tensors, str):
+        return tensors
+    transform = getattr(dataset, "transform", None)
+    if not train and transform is not None:
+        return "its evaluation transform runs per sample"
+    augmentation = batch_augmentation(transform)
+    if isinstance(augmentation, str):
+        return f"its transform {augmentation}"
+    images, targets = tensors
+    return InMemoryLoader(
+        dataset, images, targets, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+        augmentation=augmentation if train else None, seed=seed, device=device,
+    )  # fmt: skip
 
 
 def build_loaders(

@@ -112,6 +112,10 @@ class ShapesDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def in_memory_tensors(self) -> tuple[Tensor, Tensor]:
+        """The whole split for loader.in_memory (project/data/in_memory.py)."""
+        return self.images, self.labels
+
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         image = self.images[index]
         if self.transform is not None:
@@ -131,6 +135,9 @@ class ShapesSegmentationDataset(ShapesDataset):
     def __init__(self, split: str, num_classes: int = 6, **kwargs):
         super().__init__(split, num_classes=num_classes - 1, **kwargs)
         self.classes = ("background", *self.classes)
+
+    def in_memory_tensors(self) -> None:
+        return None  # the transforms move image and mask together: the per-sample path
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         image, mask = self.images[index], self.masks[index]

@@ -67,6 +67,10 @@ class TorchvisionClassification(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def in_memory_tensors(self) -> tuple[Tensor, Tensor]:
+        """The whole split for loader.in_memory (project/data/in_memory.py), as RGB."""
+        return self.images.expand(-1, 3, -1, -1), self.labels
+
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         image = self.images[index].expand(3, -1, -1)  # RGB; a view for gray images
         if self.transform is not None:

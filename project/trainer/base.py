@@ -34,6 +34,7 @@ from project.distributed import (
     ProcessContext,
     all_reduce_sum,
     any_rank,
+    broadcast_buffers,
     gpu_indices,
     sum_totals_over_ranks,
     unwrap,
@@ -526,6 +527,8 @@ class BaseTrainer:
         Under DDP each rank evaluates its own shard (no sample twice, see EpochSampler) and
         the sums are added over ranks, so every rank gets the single-process values."""
         self.model.eval()
+        if self.ddp:
+            broadcast_buffers(self.module)  # every rank validates what rank 0 saves
         batches = num_batches(loader, limit)
         bar = progress_bar(batches, prefix, self.show_progress)
         totals: dict[str, Tensor] = {}

@@ -1,10 +1,11 @@
 """The benchmark scripts still run (their timings are reported, never asserted)."""
 
 import re
+import subprocess
 
 import pytest
 
-from tests.conftest import run_script
+from tests.conftest import REPO_ROOT, run_script
 
 
 def last_line(script: str, *arguments: str) -> str:
@@ -53,3 +54,22 @@ def test_throughput_benchmark_prints_its_ratio_line():
         "--size", "32", "--batch", "4", "--warmup", "1", "--steps", "2", "--repeats", "1",
     )  # fmt: skip
     assert re.fullmatch(r"throughput min_ratio=\d+\.\d{3}", line)
+
+
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="checks the no-CUDA answer; GPUs run it all"
+)
+def test_gpu_check_says_in_one_line_that_there_is_no_cuda():
+    result = subprocess.run(
+        ["make", "-s", "gpu-check"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == (
+        "gpu-check: no CUDA device on this machine; nothing to check"
+    )
+
+
+@pytest.mark.slow  # two 1-epoch default runs
+def test_data_path_benchmark_prints_its_line():
+    line = last_line("benchmarks/data_path.py", "--repeats", "1", "--epochs", "2")
+    assert re.fullmatch(r"data_path speedup=\d+\.\d{3} wait_old=\d\.\d{3} wait_new=\d\.\d{3}", line)
