@@ -6,6 +6,7 @@ checkpoint loadable.
 """
 
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -21,6 +22,8 @@ from project.checkpoint.files import (
 )
 from project.checkpoint.format import FORMAT_VERSION
 from project.errors import UserError
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 LAST = "last.pt"  # the newest full state: what resume picks first
@@ -168,6 +171,11 @@ class CheckpointPolicy:
             for path in written[1:]:
                 atomic_link(written[0], path)
             self.write_manifest()
+            log.info(
+                "saved %s (%s=%s, epoch %d, step %d)",
+                ", ".join(str(path) for path in written), self.monitor,
+                "n/a" if score is None else f"{score:.6g}", epoch, step,
+            )  # fmt: skip
         for name in evicted:  # only now: the new files and the manifest are complete
             (self.directory / name).unlink(missing_ok=True)
         return written
@@ -179,6 +187,7 @@ class CheckpointPolicy:
         self.last = {"file": LAST, "score": None, "epoch": None, "step": step}
         atomic_save(self._checkpoint(build_state, {}), self.last_path)
         self.write_manifest()
+        log.info("saved %s (mid-epoch, step %d)", self.last_path, step)
         return self.last_path
 
     # ---- helpers ---------------------------------------------------------------------------

@@ -109,13 +109,21 @@ class InMemoryLoader:
         self.drop_last, self.augmentation, self.seed, self.device = (
             drop_last, augmentation, seed, device
         )  # fmt: skip
-        home = device_for_data(images, device)
+        # A flip-only augmentation gathers from the images and their mirror images stacked
+        # (twice the memory): one index_select then does the gather and the flips.
+        self.mirrored = (
+            augmentation is not None and augmentation.flip_p > 0 and augmentation.crop is None
+        )
+        source = torch.cat([images, images.flip(-1)]) if self.mirrored else images.contiguous()
+        home = device_for_data(source, device)
         pin = home.type == "cpu" and device.type == "cuda"
-        self.images = images.to(home).pin_memory() if pin else images.to(home)
+        self.images = source.to(home).pin_memory() if pin else source.to(home)
+        self.count = len(images)
         self.targets = targets.to(home)
+        # (x / 255 - mean) / std as one multiply and one add, in place on the float batch.
         normalize = dataset.normalize
-        self.mean = normalize.mean.to(device).view(1, -1, 1, 1)
-        self.std = normalize.std.to(device).view(1, -1, 1, 1)
+        self.scale = (1 / (255 * normalize.std)).to(device).view(1, -1, 1, 1)
+        self.shift = (-normalize.mean / normalize.std).to(device).view(1, -1, 1, 1)
 
     def __len__(self) -> int:
         items = len(self.sampler)
@@ -123,7 +131,7 @@ class InMemoryLoader:
 
     def _epoch_draws(self, epoch: int) -> tuple[Tensor, Tensor, Tensor]:
         """Per dataset item: flip or not, crop offset y and x; from (seed, epoch) alone."""
-        augmentation, count = self.augmentation, len(self.images)
+        augmentation, count = self.augmentation, self.count
         generator = torch.Generator().manual_seed(mix_seed(self.seed, epoch, 0xA06))
         flips = torch.rand(count, generator=generator) < augmentation.flip_p
         left, right, top, bottom = augmentation.padding
@@ -131,7 +139,7 @@ class InMemoryLoader:
         crop_h, crop_w = augmentation.crop or self.images.shape[2:]
         offset_y = torch.randint(0, height - crop_h + 1, (count,), generator=generator)
         offset_x = torch.randint(0, width - crop_w + 1, (count,), generator=generator)
-        return flips.to(self.device), offset_y.to(self.device), offset_x.to(self.device)
+        return flips, offset_y, offset_x  # on the CPU: the index arithmetic below needs no sync
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = self.sampler.order()[self.sampler.start_index :]
@@ -139,15 +147,22 @@ class InMemoryLoader:
         indices = torch.tensor(order[: batches * self.batch_size] if self.drop_last else order)
         augmenting = self.augmentation is not None and self.augmentation != BatchAugmentation()
         draws = self._epoch_draws(self.sampler.epoch) if augmenting else None
+        if draws is not None and self.mirrored:  # a flipped sample's mirror image: + count
+            indices = indices + self.count * draws[0][indices]
+            draws = None
+        elif draws is not None:
+            draws = tuple(draw.to(self.device) for draw in draws)
         for batch_index in range(batches):
             chosen = indices[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
-            chosen = chosen.to(self.images.device)
-            images = self.images[chosen].to(self.device, non_blocking=True)
-            targets = self.targets[chosen].to(self.device, non_blocking=True)
+            chosen = chosen.to(self.images.device, non_blocking=True)
+            # index_select, not images[chosen]: ~15x faster for a batch of images on a CPU
+            images = self.images.index_select(0, chosen).to(self.device, non_blocking=True)
+            targets = self.targets.index_select(0, chosen % self.count)
+            targets = targets.to(self.device, non_blocking=True)
             if draws is not None:
                 on_device = chosen.to(self.device)
                 images = self._augment(images, *(draw[on_device] for draw in draws))
-            yield (images.float() / 255 - self.mean) / self.std, targets
+            yield images.float().mul_(self.scale).add_(self.shift), targets
 
     def _augment(self, images: Tensor, flips: Tensor, offset_y: Tensor, offset_x: Tensor):
         augmentation = self.augmentation

@@ -65,6 +65,13 @@ log = logging.getLogger(__name__)
 # collective (and on CUDA a sync), too dear for every step; a scheduler's grace period is
 # seconds to minutes.
 STOP_CHECK_EVERY_N_STEPS = 10
+NO_CONTEXT = contextlib.nullcontext()  # reusable: one object, not one per step
+
+
+def format_duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
 def num_batches(loader: DataLoader, limit: int | None) -> int:
@@ -137,6 +144,10 @@ class BaseTrainer:
         self.window_has_gradients = False  # a batch of this accumulation window ran backward
 
         self.run_dir, self.checkpoint_policy = run_dir, checkpoint_policy
+        # Mid-epoch last.pt every N steps: rank 0 writes (None: never).
+        self.save_every_n_steps = (
+            checkpoint_policy.every_n_steps if checkpoint_policy and process.is_main else None
+        )
         self.run_config = run_config or {}
         self.show_progress = process.is_main and progress_bar_enabled(logger_cfg.progress_bar)
         self.tensorboard = logger_cfg.tensorboard
@@ -290,6 +301,8 @@ class BaseTrainer:
         bar = progress_bar(batches, f"epoch {self.epoch + 1}/{self.cfg.max_epochs}", self.show_progress)  # fmt: skip
         bar.update(start)
         self.epoch_first_step = self.global_step - start // accumulate
+        self.steps_per_epoch = -(-batches // accumulate)
+        self.progress_mark = (time.perf_counter(), sum(self.position.counts))
         data_wait = compile_seconds = 0.0
         compile_samples = 0
         epoch_start = fetch_start = time.perf_counter()
@@ -303,7 +316,7 @@ class BaseTrainer:
             last_batch = batch_index + 1 == batches
             stepping = (batch_index + 1) % accumulate == 0 or last_batch
             # DDP: accumulate locally, all-reduce gradients only before the optimizer step.
-            with self.model.no_sync() if self.ddp and not stepping else contextlib.nullcontext():
+            with self.model.no_sync() if self.ddp and not stepping else NO_CONTEXT:
                 with self.precision.autocast():
                     loss, count = self.training_step(batch)
                 if not self.skip_non_finite or self._loss_is_finite(loss, batch_index):
@@ -353,7 +366,7 @@ class BaseTrainer:
         per step (see benchmarks/overhead.py). True: stop the epoch (max_steps)."""
         step = self.global_step
         if self.ema is not None:
-            self.ema.update()
+            self.ema.update(updates_before=step - 1)
         if step % self.log_every_n_steps == 0:
             self.check_losses_finite(agree=True)
             self._log_step(loss, bar)
@@ -368,9 +381,9 @@ class BaseTrainer:
             self._save_resumable("trainer.max_steps reached")
             bar.close()
             return True
-        policy = self.checkpoint_policy
-        every = policy.every_n_steps if policy is not None and self.process.is_main else None
+        every = self.save_every_n_steps
         if every and step % every == 0:
+            policy = self.checkpoint_policy
             self.check_losses_finite(agree=False)
             self.run_logger.flush()
             policy.save_resumable(step, self.training_state)
@@ -517,6 +530,25 @@ class BaseTrainer:
         )  # fmt: skip
         return path
 
+    def _log_progress_line(self, loss: float, lr: float) -> None:
+        """Where no progress bar is drawn, one log line every `log_every_n_steps` steps: step,
+        epoch, loss, LR, samples/s since the last line, and the time left at that pace."""
+        now, counts = time.perf_counter(), self.position.counts
+        since, samples = self.progress_mark
+        samples_now = sum(counts) if counts else 0
+        if samples_now < samples:  # a new epoch began since the last line
+            samples = 0
+        rate = (samples_now - samples) * self.process.world_size / max(now - since, 1e-9)
+        total = self.cfg.max_epochs * self.steps_per_epoch
+        total = min(total, self.max_steps) if self.max_steps else total
+        steps_per_second = self.log_every_n_steps / max(now - since, 1e-9)
+        log.info(
+            "step %d/%d epoch %d/%d loss %.4f lr %.3g samples/s %.0f eta %s",
+            self.global_step, total, self.epoch + 1, self.cfg.max_epochs, loss, lr, rate,
+            format_duration((total - self.global_step) / steps_per_second),
+        )  # fmt: skip
+        self.progress_mark = (now, samples_now)
+
     # ---- validation ----------------------------------------------------------------------
 
     @torch.no_grad()
@@ -644,6 +676,8 @@ class BaseTrainer:
     def _log_step(self, loss: Tensor, bar) -> None:
         lr = self.optimizer.param_groups[0]["lr"]
         value = self.run_logger.training_step(self.global_step, loss, lr)
+        if not self.show_progress and self.process.is_main:  # CI, SLURM, nohup: a text line
+            self._log_progress_line(value, lr)
         # The last validation result rides along so the bar shows loss and metric together.
         shown = {"loss": f"{value:.4f}", "lr": f"{lr:.3g}"}
         shown.update(

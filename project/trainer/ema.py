@@ -1,8 +1,14 @@
 """Exponential moving average of the weights (`trainer.ema_decay`, 0 = off).
 
-After every optimizer step: ema = decay * ema + (1 - decay) * weights, for parameters;
-buffers (BatchNorm statistics) are copied. Validation and `best.pt` use the averaged
-weights, which are usually smoother and a little more accurate than the last step's.
+After every optimizer step: ema = d * ema + (1 - d) * weights, for parameters; buffers
+(BatchNorm statistics) are copied. Validation and `best.pt` use the averaged weights,
+which are usually smoother and a little more accurate than the last step's.
+
+d warms up: d = min(decay, (1 + n) / (10 + n)) after n earlier updates (timm's and
+TensorFlow's warm-up), so on a short run `ema_decay=0.999` does not validate mostly the
+initial weights: the average has a memory of about 1 / (1 - d) steps, and a 0.999 average
+needs thousands of steps before the random start fades. n is the optimizer step count,
+so a resumed run continues the same schedule.
 """
 
 from contextlib import contextmanager
@@ -27,11 +33,15 @@ class WeightEMA:
     def _averages(self) -> list[Tensor]:
         return self.parameters + self.buffers
 
+    def decay_at(self, updates_before: int) -> float:
+        return min(self.decay, (1 + updates_before) / (10 + updates_before))
+
     @torch.no_grad()
-    def update(self) -> None:
+    def update(self, updates_before: int) -> None:
+        """One update after `updates_before` earlier ones (the optimizer steps before this)."""
         live = [p.detach() for p in self.model.parameters()]
         # One fused kernel over all tensors instead of a Python loop over layers.
-        torch._foreach_lerp_(self.parameters, live, 1.0 - self.decay)
+        torch._foreach_lerp_(self.parameters, live, 1.0 - self.decay_at(updates_before))
         for average, buffer in zip(self.buffers, self.model.buffers(), strict=True):
             average.copy_(buffer)
 

@@ -51,14 +51,27 @@ def test_a_stop_signal_finishes_the_step_and_saves_a_resumable_checkpoint(tmp_pa
     assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)
 
 
+def test_ema_warms_up_so_a_short_run_does_not_average_its_random_start():
+    model = nn.Linear(2, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    ema = WeightEMA(model, decay=0.999)
+    assert [ema.decay_at(n) for n in (0, 1, 90, 10_000)] == pytest.approx(
+        [0.1, 2 / 11, 0.91, 0.999]
+    )
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(updates_before=0)  # d = 0.1: mostly the new weights
+    assert ema.state_dict()["weight"].flatten().tolist() == pytest.approx([0.9, 0.9])
+
+
 def test_ema_follows_the_formula_and_is_what_validation_and_best_use(tmp_path):
     model = nn.Linear(2, 1, bias=False)
     nn.init.zeros_(model.weight)
     ema = WeightEMA(model, decay=0.9)
     with torch.no_grad():
         model.weight.fill_(1.0)
-    ema.update()
-    ema.update()
+    ema.update(updates_before=100)  # past the warm-up: d = min(0.9, 101/110) = 0.9
+    ema.update(updates_before=101)
     assert ema.state_dict()["weight"].flatten().tolist() == pytest.approx([0.19, 0.19])  # 1 - 0.9^2
     with ema.swapped_in():
         assert model.weight.flatten().tolist() == pytest.approx([0.19, 0.19])

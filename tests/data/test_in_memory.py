@@ -60,7 +60,7 @@ def test_true_refuses_a_dataset_it_cannot_batch_in_one_line():
         loader(cropped, train=True, in_memory=True)
 
 
-def test_evaluation_batches_equal_the_dataloader_path_exactly():
+def test_evaluation_batches_match_the_dataloader_path():
     dataset = shapes("val")
     batched, per_sample = loader(dataset, False), loader(dataset, False, in_memory=False)
     assert len(batched) == len(per_sample) == 5
@@ -144,3 +144,20 @@ def test_transforms_it_cannot_batch_are_named():
 def test_the_loader_key_is_typed():
     cfg = compose_config("train", ["loader.in_memory=true"])
     assert OmegaConf.select(cfg, "loader.in_memory") is True
+
+
+def test_flip_only_batches_are_the_images_or_their_mirror_images():
+    dataset = shapes("train")
+    batched, plain = loader(dataset, True, batch_size=16), loader(dataset, False, batch_size=16)
+    batched.sampler.set_epoch(0)
+    order = batched.sampler.order()
+    augmented = images_of(batched)
+    originals = images_of(plain)[order[: len(augmented)]]  # unshuffled, unaugmented
+    flipped = [
+        torch.allclose(a, o.flip(-1), atol=1e-6) for a, o in zip(augmented, originals, strict=True)
+    ]
+    kept = [torch.allclose(a, o, atol=1e-6) for a, o in zip(augmented, originals, strict=True)]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
+    assert (
+        0.3 < sum(f and not k for f, k in zip(flipped, kept, strict=True)) / len(augmented) < 0.7
+    )  # p=0.5

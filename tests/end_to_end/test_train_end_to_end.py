@@ -1,6 +1,7 @@
 """A real 1-epoch `python train.py` run and `python evaluate.py` on its checkpoint."""
 
 import json
+import re
 
 import torch
 import yaml
@@ -86,3 +87,19 @@ def test_evaluate_rebuilds_everything_from_the_checkpoint(trained_run):
     assert report["split"] == "test" and report["epoch"] == 1
     assert 0.5 < report["metrics"]["test/acc"] <= 1.0
     assert f"{report['metrics']['test/acc']:.4f}" in result.stdout
+
+
+def test_without_a_terminal_progress_and_saves_are_log_lines(tmp_path):
+    # run_script captures stderr: no terminal, so no bar; text lines in train.log instead.
+    result = run_script(
+        "train.py", "debug=fast", "logger.log_every_n_steps=2", f"hydra.run.dir={tmp_path}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "train.log").read_text()
+    steps = re.findall(
+        r"step (\d)/4 epoch 1/1 loss \d+\.\d{4} lr [\d.e-]+ samples/s \d+ eta \d:\d\d:\d\d", log
+    )
+    assert steps == ["2", "4"]
+    saved = re.search(r"saved (.*) \(val/acc=([\d.]+), epoch 1, step 4\)", log)
+    assert saved and str(tmp_path / "checkpoints" / "best.pt") in saved.group(1)
+    assert float(saved.group(2)) == json.loads((tmp_path / "metrics.json").read_text())["val/acc"]

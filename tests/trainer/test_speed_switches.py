@@ -87,3 +87,35 @@ def test_cudnn_benchmark_is_on_with_cuda_unless_deterministic_or_switched_off():
     finally:
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved
+
+
+@pytest.mark.slow  # ~1 min: 3 epochs of the default run
+def test_ema_validates_no_worse_than_the_plain_weights_on_the_default_run(tmp_path):
+    from omegaconf import OmegaConf
+
+    from project.checkpoint.format import load_checkpoint
+    from project.data.loaders import build_datasets, build_loaders
+    from project.models.build import build_model
+    from project.trainer import ClassificationTrainer
+    from tests.conftest import run_script
+
+    result = run_script(
+        "train.py", "trainer.ema_decay=0.999", "trainer.max_epochs=3",
+        f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    cfg = OmegaConf.create(state["config"])
+    val = build_loaders(
+        build_datasets(cfg.dataset, ("val",)), cfg.loader, seed=cfg.seed, device=torch.device("cpu")
+    )["val"]
+    accuracy = {}
+    for weights in ("ema", "model"):
+        model = build_model(cfg.model, initialize=False)
+        model.load_state_dict(state[weights])
+        trainer = ClassificationTrainer(
+            model, None, trainer_cfg=cfg.trainer, logger_cfg=cfg.logger, device=torch.device("cpu")
+        )
+        accuracy[weights] = trainer.evaluate(val)["val/acc"]
+    assert accuracy["ema"] >= accuracy["model"] - 0.01, accuracy
+    assert accuracy["ema"] == pytest.approx(state["metrics"]["val/acc"])
