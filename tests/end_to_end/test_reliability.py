@@ -90,7 +90,7 @@ def wings_present(*names: str) -> bool:
 
 @pytest.mark.parametrize(
     "entry_point",
-    ["evaluate", "resume", "pretrained"]
+    ["evaluate", "predict", "resume", "pretrained"]
     + (["export"] if wings_present("deploy") else [])
     + (["distill_teacher"] if wings_present("distill") else []),
 )
@@ -99,6 +99,7 @@ def test_a_hostile_checkpoint_is_refused_by_every_entry_point(tmp_path, hostile_
     best = run / "checkpoints" / "best.pt"
     command = {
         "evaluate": ["evaluate.py", f"ckpt={best}"],
+        "predict": ["predict.py", f"ckpt={best}", f"input={best}"],
         "export": ["export.py", f"ckpt={best}"],
         "resume": ["train.py", f"resume={run}"],
         "pretrained": ["train.py", f"model.pretrained={best}", "debug=fast"],
