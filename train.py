@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from project.callbacks import build_callbacks
 from project.checkpoint.format import load_checkpoint
 from project.checkpoint.policy import CheckpointPolicy
-from project.data.loaders import build_datasets, build_loaders
+from project.data.loaders import build_datasets, build_loaders, overfit_datasets
 from project.distributed import (
     ProcessContext,
     convert_sync_batchnorm,
@@ -94,6 +94,10 @@ def fit(
         # (Datasets draw from their own generators: the order leaves the weights unchanged.)
         model = build_model(cfg.model, initialize=resumed is None)
         datasets = build_datasets(cfg.dataset, ("train", "val"), process)
+        if cfg.trainer.overfit_batches:  # debug=overfit
+            datasets = overfit_datasets(
+                datasets["train"], cfg.trainer.overfit_batches, cfg.loader.batch_size
+            )
         loaders = build_loaders(datasets, cfg.loader, seed=cfg.seed, device=device, process=process)
         example_input = datasets["train"][0][0].unsqueeze(0)  # multiply-adds of image models
         log.info("model %s", summarize(model, example_input))

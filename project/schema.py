@@ -9,6 +9,7 @@ cannot be expressed in a dataclass type, so each field carries them in its metad
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -57,6 +58,8 @@ class TrainerConfig:
     gradient_clip_val: float = _field(0.0, min=0.0)  # max total grad norm; 0 = off
     deterministic: bool = _field(False)
     limit_train_batches: int | None = _field(None, resume=True, min=1)  # null = all
+    # debug: train and validate on the same first N batches (the loss should reach ~0)
+    overfit_batches: int = _field(0, min=0)
     # null = all, 0 = no validation
     limit_val_batches: int | None = _field(None, resume=True, min=0)
     check_val_every_n_epoch: int = _field(1, resume=True, min=1)
@@ -136,6 +139,22 @@ def register_schemas() -> None:
     store = ConfigStore.instance()
     for group, schema in SCHEMAS.items():
         store.store(group=f"schema/{group}", name="base", node=schema)
+    # `python train.py --help` lists the groups of configs/ (configs/hydra/default.yaml).
+    OmegaConf.register_new_resolver("config_groups", config_group_listing, replace=True)
+
+
+def config_group_listing() -> str:
+    """The groups train.yaml's defaults list picks (not hydra's, not export-only ones),
+    each with the options in configs/<group>/."""
+    root = Path(__file__).resolve().parents[1] / "configs"
+    defaults = OmegaConf.load(root / "train.yaml").defaults
+    groups = [next(iter(entry)) for entry in defaults if isinstance(entry, DictConfig)]
+    lines = []
+    for group in groups:
+        if group != "hydra" and (root / group).is_dir():
+            options = ", ".join(sorted(path.stem for path in (root / group).glob("*.yaml")))
+            lines.append(f"  {group:<15} {options}")
+    return "\n".join(lines)
 
 
 # Numbers in the free-form groups (model, dataset, optimizer, scheduler), checked by key

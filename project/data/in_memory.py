@@ -144,7 +144,9 @@ class InMemoryLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = self.sampler.order()[self.sampler.start_index :]
         batches = len(self)
-        indices = torch.tensor(order[: batches * self.batch_size] if self.drop_last else order)
+        indices = torch.tensor(
+            order[: batches * self.batch_size] if self.drop_last else order, dtype=torch.long
+        )
         augmenting = self.augmentation is not None and self.augmentation != BatchAugmentation()
         draws = self._epoch_draws(self.sampler.epoch) if augmenting else None
         if draws is not None and self.mirrored:  # a flipped sample's mirror image: + count

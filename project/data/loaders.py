@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from project.data.background import BackgroundPrefetchLoader
 from project.data.in_memory import InMemoryLoader, batch_augmentation, in_memory_tensors
@@ -61,6 +61,24 @@ def build_datasets(
     prepares happens once, not once per rank into the same folder at the same time."""
     with main_process_first(process):
         return {split: build_dataset(dataset_cfg, split) for split in splits}
+
+
+class FirstItems(Subset):
+    """The first items of a dataset, which keeps its attributes (classes, collate_fn, ...)."""
+
+    def __init__(self, dataset: Dataset, count: int):
+        super().__init__(dataset, range(min(count, len(dataset))))
+
+    def __getattr__(self, name: str):
+        if name in ("dataset", "indices"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def overfit_datasets(train: Dataset, batches: int, batch_size: int) -> dict[str, Dataset]:
+    """`trainer.overfit_batches`: train and validate on the same first batches of train."""
+    subset = FirstItems(train, batches * batch_size)
+    return {"train": subset, "val": subset}
 
 
 def init_worker(worker_id: int) -> None:

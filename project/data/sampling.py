@@ -118,6 +118,7 @@ class SeededItems(Dataset):
 
     def __getattr__(self, name: str):
         # Attributes of the wrapped dataset (classes, num_classes, ...) stay reachable.
-        if name == "dataset":
+        # Not dunders: a wrapped Subset's __getitems__ would take our (epoch, index) keys.
+        if name == "dataset" or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.dataset, name)

@@ -28,8 +28,8 @@ SHORT_DDP_RUN = [
 ]
 
 
-def run_folders(log_dir: Path) -> list[Path]:
-    return sorted(path for path in (log_dir / "train" / "runs").iterdir() if path.is_dir())
+def run_folders(log_dir: Path, task_name: str = "train") -> list[Path]:
+    return sorted(path for path in (log_dir / task_name / "runs").iterdir() if path.is_dir())
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_torchrun_ranks_share_rank_zero_run_folder(tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    folders = run_folders(tmp_path)
+    folders = run_folders(tmp_path, "debug")  # debug=fast runs go to logs/debug/
     assert len(folders) == 1, folders
     run = folders[0]
     assert (run / "metrics.json").is_file() and (run / "checkpoints" / "last.pt").is_file()

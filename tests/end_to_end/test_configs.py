@@ -1,5 +1,6 @@
 """Every config option composes, schemas reject bad types, range checks name the key."""
 
+import json
 import re
 
 import pytest
@@ -10,7 +11,7 @@ from omegaconf.errors import ValidationError
 
 from project.errors import UserError
 from project.schema import SCHEMAS, validate_config
-from tests.conftest import CONFIG_DIR, REPO_ROOT, compose_config
+from tests.conftest import CONFIG_DIR, REPO_ROOT, compose_config, run_script
 
 GROUPS = [
     "dataset",
@@ -219,3 +220,28 @@ def test_yaml_schema_and_docs_defaults_agree():
                     )
                     checked += 1
     assert checked >= 26  # every row of the trainer table
+
+
+def test_help_lists_the_groups_a_user_picks_and_points_to_the_readme():
+    result = run_script("train.py", "--help")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "README.md" in text and "docs/configuration.md" in text
+    for group in ("dataset", "model", "trainer", "optimizer", "scheduler", "debug"):
+        options = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+        assert re.search(rf"^  {group} +{', '.join(options)}$", text, re.M), group
+    assert "schema/" not in text and "quantize" not in text.split("== Config of this command")[0]
+
+
+@pytest.mark.parametrize("preset", ["overfit", "profile", "anomaly", "fast"])
+def test_debug_presets_compose_and_write_to_logs_debug(preset):
+    cfg = compose_config("train", [f"debug={preset}"], return_hydra_config=True)
+    assert cfg.task_name == "debug" and "/debug/runs/" in cfg.hydra.run.dir
+    validate_config(compose_config("train", [f"debug={preset}"]))
+
+
+def test_debug_overfit_fits_its_two_batches(tmp_path):
+    result = run_script("train.py", "debug=overfit", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["train/loss"] < 0.05 and metrics["val/acc"] == 1.0
