@@ -123,6 +123,7 @@ class LoaderConfig:
 @dataclass
 class LoggerConfig:
     tensorboard: bool = _field(True, resume=True)
+    csv: bool = _field(False, resume=True)  # metrics.csv, one row per epoch
     log_every_n_steps: int = _field(50, resume=True, min=1)
     progress_bar: bool | None = _field(None, resume=True)  # null = on when stderr is a terminal
 

@@ -150,7 +150,7 @@ class BaseTrainer:
         )
         self.run_config = run_config or {}
         self.show_progress = process.is_main and progress_bar_enabled(logger_cfg.progress_bar)
-        self.tensorboard = logger_cfg.tensorboard
+        self.tensorboard, self.csv_log = logger_cfg.tensorboard, logger_cfg.csv
         self.run_logger = RunLogger(None)  # opened by fit(), which knows the resumed step
         self.profiler: StepProfiler | None = None  # trainer.profile: set up by fit()
         self.data_wait = DataWaitMonitor()
@@ -210,12 +210,14 @@ class BaseTrainer:
         if self.checkpoint_policy:
             self._check_monitor(self.monitor, validating=val_loader is not None)
             self.checkpoint_policy.check_filename(self.logged_metrics())
-        # A resumed run continues its TensorBoard curves: events the interrupted run wrote
-        # after this step are dropped (purge_step), so no step appears twice.
+        # A resumed run continues its curves: what the interrupted run logged after the
+        # checkpoint's step is dropped (purge_step), so no step appears twice; what it
+        # logged at that step (an epoch's metrics) stays, as the resumed run will not.
         self.run_logger = RunLogger(
             self.run_dir if self.process.is_main else None,
             tensorboard=self.tensorboard,
-            purge_step=self.global_step or None,
+            purge_step=self.global_step + 1 if self.global_step else None,
+            csv=self.csv_log,
         )
         batch_size = train_loader.batch_size or 0
         log.info(
@@ -270,7 +272,7 @@ class BaseTrainer:
                 self.on_validation_end()
         self.epoch += 1
         self.last_metrics = metrics
-        self.run_logger.scalars(metrics, step=self.global_step, now=True)
+        self.run_logger.epoch_metrics(metrics, epoch=self.epoch, step=self.global_step)
         log.info("epoch %d/%d %s", self.epoch, self.cfg.max_epochs, format_metrics(metrics))
         if not validating:
             return False

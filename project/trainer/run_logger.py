@@ -1,5 +1,14 @@
-"""TensorBoard output of a run: scalars, and hyper-parameters with the final metrics."""
+"""What a run logs besides train.log: TensorBoard events (`logger.tensorboard`) and a
+`metrics.csv` with one row per epoch (`logger.csv`), from rank 0 only.
 
+The trainer talks to one `RunLogger`: scalars at steps, epoch metrics, images, text,
+hyper-parameters with the final metrics. A backend that fails (a full disk, a broken
+server) is switched off with one warning; training and checkpoints go on.
+"""
+
+import csv
+import io
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -8,6 +17,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+from project.checkpoint.files import atomic_write_text
+from project.errors import UserError
+
+log = logging.getLogger(__name__)
+METRICS_CSV = "metrics.csv"
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -38,7 +53,11 @@ class RunLogger:
     batch_seconds = 30.0
 
     def __init__(
-        self, run_dir: Path | None, tensorboard: bool = True, purge_step: int | None = None
+        self,
+        run_dir: Path | None,
+        tensorboard: bool = True,
+        purge_step: int | None = None,
+        csv: bool = False,
     ):
         # purge_step: a resumed run tells TensorBoard to discard events at or after this
         # step that the interrupted run had written, so curves continue without overlap.
@@ -47,8 +66,27 @@ class RunLogger:
             if tensorboard and run_dir
             else None
         )
+        self.csv = CsvEpochLog(run_dir / METRICS_CSV, purge_step) if csv and run_dir else None
         self.pending: list[tuple[dict[str, float], int]] = []
         self.last_handover = time.monotonic()
+
+    def _failed(self, backend: str, error: Exception) -> None:
+        """A logger must never stop training: switch the backend off, say so once."""
+        log.warning("logger: %s failed (%s: %s); it is off for the rest of the run",
+                    backend, type(error).__name__, error)  # fmt: skip
+        if backend == "tensorboard":
+            self.writer = None
+        else:
+            self.csv = None
+
+    def epoch_metrics(self, metrics: dict[str, float], epoch: int, step: int) -> None:
+        """An epoch's metrics: TensorBoard scalars at `step`, and a row of metrics.csv."""
+        self.scalars(metrics, step=step, now=True)
+        if self.csv is not None:
+            try:
+                self.csv.append({"epoch": epoch, "step": step, **metrics})
+            except (OSError, UserError) as error:  # UserError: atomic_write_text's OSError
+                self._failed("csv", error)
 
     def scalars(self, values: dict[str, float], step: int, now: bool = False) -> None:
         """Log `values` at `step`; `now` hands everything pending to the writer at once."""
@@ -59,9 +97,12 @@ class RunLogger:
             self.hand_over()
 
     def hand_over(self) -> None:
-        for values, step in self.pending:
-            for name, value in values.items():
-                self.writer.add_scalar(name, value, step)
+        try:
+            for values, step in self.pending:
+                for name, value in values.items():
+                    self.writer.add_scalar(name, value, step)
+        except Exception as error:  # the writer's own errors vary (OSError, RuntimeError)
+            self._failed("tensorboard", error)
         self.pending.clear()
         self.last_handover = time.monotonic()
 
@@ -115,3 +156,28 @@ class RunLogger:
         if self.writer is not None:
             self.hand_over()
             self.writer.close()
+
+
+class CsvEpochLog:
+    """`metrics.csv`: one row per epoch, a column per metric (the union over epochs).
+
+    The file is rewritten whole and atomically at each epoch, so it is always readable
+    with the csv module, even after a crash. A resumed run keeps the rows before its
+    checkpoint's step and drops the ones the interrupted run wrote after it.
+    """
+
+    def __init__(self, path: Path, purge_step: int | None = None):
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        if purge_step is not None and path.is_file():
+            with open(path, newline="") as file:
+                self.rows = [row for row in csv.DictReader(file) if int(row["step"]) < purge_step]
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        columns = list(dict.fromkeys(key for row in self.rows for key in row))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(text.getvalue(), self.path)
