@@ -9,7 +9,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help env train test test-slow test-all lint format tensorboard benchmark gpu-check new-project clean clean-all
+.PHONY: help env train test test-slow test-all lint format tensorboard benchmark gpu-check new-project template-update clean clean-all
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +53,10 @@ gpu-check: $(VENV)/.synced ## every CUDA check and figure, report in logs/gpu-ch
 new-project: ## copy the template into NAME=<dir> as a new git repository; PACKAGE=<name> renames the package, MINIMAL=1 leaves out the wings
 	@test -n "$(NAME)" || { echo "usage: make new-project NAME=<dir> [PACKAGE=<name>] [MINIMAL=1]"; exit 2; }
 	$(PYTHON) -m project.starter "$(NAME)" $(if $(PACKAGE),--package "$(PACKAGE)") $(if $(filter 1,$(MINIMAL)),--minimal)
+
+template-update: ## merge the template's later commits into a project made by new-project
+	@git remote get-url template >/dev/null 2>&1 || { echo "error: no 'template' remote; this checkout was not made by make new-project"; exit 2; }
+	git pull --no-rebase --no-edit template $(or $(BRANCH),main)
 
 clean: ## delete run outputs and caches (keeps .venv)
 	rm -rf logs outputs multirun .pytest_cache .ruff_cache

@@ -1,9 +1,11 @@
 """Start a new project from this template: `make new-project NAME=<dir> [PACKAGE=<name>]
 [MINIMAL=1]`.
 
-Copies the files git tracks (so no run outputs, caches, .venv or the template's history)
-into a new folder, renames the `project` package if asked, and makes the copy a fresh git
-repository with one commit. MINIMAL=1 leaves out the optional wings (deployment and
+Clones the template's committed history (so no run outputs, caches or .venv) into a new
+folder, renames the `project` package if asked, and commits that on top, with the
+template kept as the `template` remote: `make template-update` (git pull template <branch>)
+brings the template's later fixes in, through git's rename detection even into a renamed
+package. MINIMAL=1 leaves out the optional wings (deployment and
 distillation): their code, configs, tests, docs, README passages (marked
 `<!-- wing -->` ... `<!-- /wing -->`) and extra dependencies, and re-locks the rest with
 uv. Standard library only: it runs before any environment exists.
@@ -90,40 +92,63 @@ def python_lines(folder: Path) -> int:
     return sum(len(path.read_text().splitlines()) for path in folder.rglob("*.py"))
 
 
+def git(destination: Path, *command: str) -> str:
+    identity = {"GIT_AUTHOR_NAME": "template", "GIT_AUTHOR_EMAIL": "template@localhost",
+                "GIT_COMMITTER_NAME": "template", "GIT_COMMITTER_EMAIL": "template@localhost"}  # fmt: skip
+    result = subprocess.run(
+        ["git", *command], cwd=destination, check=True, capture_output=True, text=True,
+        env={**identity, **os.environ},
+    )  # fmt: skip
+    return result.stdout
+
+
 def create_project(destination: Path, package: str = PACKAGE, minimal: bool = False) -> None:
+    """Clone the template's committed history into `destination`, make the new project's
+    changes in one commit on top (package rename, wings removed), and keep the template as
+    the `template` remote: `make template-update` then merges its later commits."""
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", package):
         sys.exit(
             f"error: PACKAGE={package!r} is not a Python package name (lowercase letters, digits, _)"
         )
     if destination.exists() and any(destination.iterdir()):
         sys.exit(f"error: {destination} exists and is not empty; choose a new folder")
-    for relative in tracked_files(TEMPLATE):
+    tracked_files(TEMPLATE)  # a git checkout, or a one-line error
+    branch = git(TEMPLATE, "rev-parse", "--abbrev-ref", "HEAD").strip()
+    subprocess.run(
+        ["git", "clone", "--quiet", "--origin", "template", "--branch", branch,
+         str(TEMPLATE.resolve()), str(destination)],
+        check=True,
+    )  # fmt: skip
+    for relative in tracked_files(destination):
         if minimal and is_wing(relative):
+            git(destination, "rm", "-q", "-r", relative)
+    if package != PACKAGE:
+        git(destination, "mv", PACKAGE, package)
+    for relative in tracked_files(destination):
+        target = destination / relative
+        if target.suffix not in TEXT_SUFFIXES or target.name == "Makefile":
             continue
-        target_relative = relative
-        if package != PACKAGE and relative.startswith(f"{PACKAGE}/"):
-            target_relative = f"{package}/{relative[len(PACKAGE) + 1 :]}"
-        target = destination / target_relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(TEMPLATE / relative, target)
+        text = original = target.read_text()
         if minimal and target.suffix in (".md", ".toml"):
-            target.write_text(without_wings(relative, target.read_text()))
-        if package != PACKAGE and target.suffix in TEXT_SUFFIXES and target.name != "Makefile":
-            target.write_text(rename_package(target.read_text(), package))
+            text = without_wings(relative, text)
+        if package != PACKAGE:
+            text = rename_package(text, package)
+        if text != original:
+            target.write_text(text)
     if package != PACKAGE:  # the Makefile runs `python -m project.starter`; keep it working
         makefile = destination / "Makefile"
         makefile.write_text(makefile.read_text().replace(f"-m {PACKAGE}.", f"-m {package}."))
     if minimal:
         relock(destination)
-    git = ["git", "-c", "init.defaultBranch=main"]
-    identity = {"GIT_AUTHOR_NAME": "template", "GIT_AUTHOR_EMAIL": "template@localhost"}
-    env = {**identity, "GIT_COMMITTER_NAME": "template", "GIT_COMMITTER_EMAIL": "template@localhost", **os.environ}  # fmt: skip
-    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "Start from the PyTorch training template"]):  # fmt: skip
-        subprocess.run([*git, *command], cwd=destination, check=True, env=env)
+    git(destination, "add", "-A")
+    changes = [f"package {package}"] + (["without the wings"] if minimal else [])
+    git(destination, "commit", "-q", "--allow-empty", "-m",
+        f"Start a project from the training template ({', '.join(changes)})")  # fmt: skip
     print(
-        f"created {destination} (package {package}{', without the wings' if minimal else ''}), "
-        f"a git repository with one commit: {python_lines(destination / package):,} lines of "
-        f"Python in {package}/, {python_lines(destination):,} in all.\n"
+        f"created {destination} ({', '.join(changes)}): the template's history plus one "
+        f"commit, with the template as remote 'template' (make template-update merges its "
+        f"later commits); {python_lines(destination / package):,} lines of Python in "
+        f"{package}/, {python_lines(destination):,} in all.\n"
         f"Next: cd {destination} && make test; then add your dataset and model (README)."
     )
 

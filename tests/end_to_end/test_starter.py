@@ -29,7 +29,11 @@ def git(folder, *args) -> str:
 def test_new_project_is_a_fresh_renamed_repository_whose_tests_pass(tmp_path):
     (REPO_ROOT / "logs").mkdir(exist_ok=True)  # run outputs a user has lying around
     copy = new_project(tmp_path)
-    assert len(git(copy, "log", "--oneline").splitlines()) == 1  # none of the template's history
+    history = git(copy, "log", "--format=%s").splitlines()
+    template_history = git(REPO_ROOT, "log", "--format=%s").splitlines()
+    assert history[1:] == template_history  # the template's history, one commit on top
+    assert history[0] == "Start a project from the training template (package my_project)"
+    assert git(copy, "remote").split() == ["template"]
     assert git(copy, "status", "--porcelain") == ""
     assert not (copy / "logs").exists() and not (copy / ".venv").exists()
     assert not list(copy.rglob("__pycache__"))
@@ -107,3 +111,30 @@ def test_a_minimal_fork_has_no_wings_and_its_make_test_passes(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert re.search(r"\d+ passed", result.stdout)
+
+
+def test_a_fork_takes_the_templates_later_fixes_into_its_renamed_package(tmp_path):
+    template = tmp_path / "template"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(template)], check=True)
+    fork = tmp_path / "fork"
+    made = subprocess.run(
+        ["make", "new-project", f"NAME={fork}", "PACKAGE=my_project"],
+        cwd=template, capture_output=True, text=True,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    # The template fixes something after the fork was made.
+    base = template / "project" / "trainer" / "base.py"
+    base.write_text(base.read_text() + "\n# a later fix of the template\n")
+    identity = ["-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run(["git", *identity, "commit", "-qam", "A later fix"], cwd=template, check=True)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "f", "GIT_AUTHOR_EMAIL": "f@localhost",
+           "GIT_COMMITTER_NAME": "f", "GIT_COMMITTER_EMAIL": "f@localhost"}  # fmt: skip
+    updated = subprocess.run(
+        ["make", "template-update"], cwd=fork, capture_output=True, text=True, env=env
+    )
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    merged = (fork / "my_project" / "trainer" / "base.py").read_text()
+    assert merged.endswith("# a later fix of the template\n")
+    assert "from my_project.checkpoint.policy import" in merged  # the fork's rename kept
+    assert not (fork / "project").exists() and git(fork, "status", "--porcelain") == ""
+    assert "A later fix" in git(fork, "log", "--format=%s")
