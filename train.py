@@ -27,18 +27,17 @@ from project.distributed import (
 from project.errors import PREEMPTED_EXIT_CODE, Preempted, exit_on_user_error
 from project.launch import (
     LaunchPlan,
-    agree_on_run_folder,
     configure_logging,
     export_slurm_environment,
     plan_launch,
-    refuse_deprecated_launcher,
+    prepare_command_line,
     spawn,
 )
 from project.models.build import build_model
 from project.models.summary import summarize
 from project.optim import build_optimizer, build_scheduler
-from project.resume import redirect_to_run_folder, resume_run
-from project.schema import register_schemas, validate_config
+from project.resume import resume_run
+from project.schema import register_schemas, typed, validate_config
 from project.seeding import make_deterministic, seed_everything
 from project.trainer import trainer_class
 from project.trainer.base import num_batches
@@ -88,6 +87,9 @@ def fit(
         cudnn_benchmark=cfg.trainer.cudnn_benchmark,
     )
     task_trainer = trainer_class(cfg.task)
+    # Typed config objects (project/schema.py) for the code that reads these groups.
+    trainer_cfg, logger_cfg = typed("trainer", cfg.trainer), typed("logger", cfg.logger)
+    checkpoint_cfg = typed("checkpoint", cfg.checkpoint)
 
     with process_group(process, device, store):
         # The model first: a bad model key fails in a second, not after the data is built.
@@ -123,11 +125,13 @@ def fit(
             model,
             optimizer,
             scheduler,
-            trainer_cfg=cfg.trainer,
-            logger_cfg=cfg.logger,
+            trainer_cfg=trainer_cfg,
+            logger_cfg=logger_cfg,
             device=device,
             run_dir=run_dir,
-            checkpoint_policy=CheckpointPolicy(run_dir, **cfg.checkpoint, owner=process.is_main),
+            checkpoint_policy=CheckpointPolicy.from_config(
+                run_dir, checkpoint_cfg, process.is_main
+            ),
             run_config=OmegaConf.to_container(cfg),
             strategy=plan.strategy,
             process=process,
@@ -162,9 +166,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    refuse_deprecated_launcher(sys.argv)
-    # resume=<run> must write into that run's folder: set before Hydra creates a new one.
-    sys.argv = redirect_to_run_folder(sys.argv)
-    # torchrun: every rank runs Hydra; they must all use rank 0's run folder.
-    sys.argv = agree_on_run_folder(sys.argv, CONFIG_DIR, "train")
+    sys.argv = prepare_command_line(sys.argv, CONFIG_DIR, "train")  # resume=, torchrun
     main()

@@ -286,3 +286,14 @@ def _compose_run_dir(overrides: list[str], config_dir: Path, config_name: str) -
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         cfg: DictConfig = compose(config_name, overrides=overrides, return_hydra_config=True)
         return str(cfg.hydra.run.dir)
+
+
+def prepare_command_line(argv: list[str], config_dir: Path, config_name: str) -> list[str]:
+    """Every rewrite of the command line, once, before Hydra starts: refuse
+    torch.distributed.launch's --local-rank; point `resume=<run>` at that run's folder
+    (project/resume.py); under torchrun, give every rank rank 0's run folder."""
+    from project.resume import redirect_to_run_folder  # resume imports the checkpoint code
+
+    refuse_deprecated_launcher(argv)
+    argv = redirect_to_run_folder(argv)
+    return agree_on_run_folder(argv, config_dir, config_name)

@@ -197,6 +197,13 @@ FREE_FORM_GROUPS = ("model", "dataset", "optimizer", "scheduler")
 KINDS = {"int": ((int,), "an integer"), "number": ((int, float), "a number")}
 
 
+def typed(group: str, node: Any) -> Any:
+    """The group's config as its schema's dataclass object (`TrainerConfig`, ...): how config
+    reaches code. Keys a node lacks (a checkpoint written before they existed) take their
+    defaults."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SCHEMAS[group]), node))
+
+
 def may_change_on_resume(key: str) -> bool:
     """Whether `resume=` accepts an override of the dotted `key` (e.g. trainer.max_epochs):
     declared by `resume=True` on its schema field (or on a field holding it)."""

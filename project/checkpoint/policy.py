@@ -82,6 +82,14 @@ class CheckpointPolicy:
         if owner:  # the writing process (rank 0); the other ranks never touch the folder
             remove_stale_temporaries(self.directory)
 
+    @classmethod
+    def from_config(cls, run_dir: Path, config: Any, owner: bool = True) -> "CheckpointPolicy":
+        """From a `CheckpointConfig` (project/schema.py); `owner`: this process writes."""
+        return cls(
+            run_dir, config.monitor, config.mode, config.save_top_k, config.save_last,
+            config.every_n_epochs, config.every_n_steps, config.filename, owner=owner,
+        )  # fmt: skip
+
     @property
     def last_path(self) -> Path:
         return self.directory / LAST
