@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 
 @dataclass(frozen=True)
@@ -32,44 +33,20 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     )
 
 
-def _layer_multiply_adds(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> int:
-    # The convention of the MobileNet and ResNet papers: conv and fully connected layers
-    # only (BN, activations and pooling are a rounding error), bias adds not counted.
-    if isinstance(module, nn.ConvTranspose2d):
-        kernel = module.kernel_size[0] * module.kernel_size[1]
-        return inputs[0].numel() * (module.out_channels // module.groups) * kernel
-    if isinstance(module, nn.Conv2d):
-        kernel = module.kernel_size[0] * module.kernel_size[1]
-        return output.numel() * (module.in_channels // module.groups) * kernel
-    if isinstance(module, nn.Linear):
-        return output.numel() * module.in_features
-    return 0
-
-
 @torch.no_grad()
 def count_multiply_adds(model: nn.Module, example: Tensor) -> int:
-    """Multiply-adds per sample, measured by running `example` (a batch) through the model
-    with forward hooks; so it is right for any architecture that uses these layers."""
-    total = 0
-
-    def hook(module, inputs, output):
-        nonlocal total
-        total += _layer_multiply_adds(module, inputs, output)
-
-    handles = [
-        module.register_forward_hook(hook)
-        for module in model.modules()
-        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
-    ]
+    """Multiply-adds per sample, counted by `torch.utils.flop_counter.FlopCounterMode` while
+    `example` (a batch) runs through the model: every operation PyTorch has a formula for
+    (convolutions, transposed ones, matrix products, attention), whatever module runs it.
+    A multiply-add is 2 FLOPs, the convention of the MobileNet and ResNet papers."""
     was_training = model.training
     try:
         model.eval()  # no BN statistics update from the probe
-        model(example)
+        with FlopCounterMode(display=False) as counter:
+            model(example)
     finally:
         model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return total // example.shape[0]
+    return counter.get_total_flops() // 2 // example.shape[0]
 
 
 def summarize(model: nn.Module, example: Tensor | None = None) -> ModelSummary:
