@@ -90,6 +90,8 @@ def fit(
     # Typed config objects (project/schema.py) for the code that reads these groups.
     trainer_cfg, logger_cfg = typed("trainer", cfg.trainer), typed("logger", cfg.logger)
     checkpoint_cfg = typed("checkpoint", cfg.checkpoint)
+    if logger_cfg.mlflow and not logger_cfg.mlflow_uri:  # the file store beside the runs
+        logger_cfg.mlflow_uri = (Path(cfg.paths.log_dir).resolve() / "mlruns").as_uri()
 
     with process_group(process, device, store):
         # The model first: a bad model key fails in a second, not after the data is built.

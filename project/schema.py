@@ -124,6 +124,10 @@ class LoaderConfig:
 class LoggerConfig:
     tensorboard: bool = _field(True, resume=True)
     csv: bool = _field(False, resume=True)  # metrics.csv, one row per epoch
+    mlflow: bool = _field(False, resume=True)  # an MLflow run (optional extra `tracking`)
+    # tracking server or store; null = the file store <paths.log_dir>/mlruns
+    mlflow_uri: str | None = _field(None, resume=True)
+    mlflow_experiment: str = _field("default", resume=True)  # MLflow experiment name
     log_every_n_steps: int = _field(50, resume=True, min=1)
     progress_bar: bool | None = _field(None, resume=True)  # null = on when stderr is a terminal
 

@@ -151,6 +151,8 @@ class BaseTrainer:
         self.run_config = run_config or {}
         self.show_progress = process.is_main and progress_bar_enabled(logger_cfg.progress_bar)
         self.tensorboard, self.csv_log = logger_cfg.tensorboard, logger_cfg.csv
+        self.logger_cfg = logger_cfg
+        self.resumed_trackers: dict[str, str] = {}  # tracker run ids from a checkpoint
         self.run_logger = RunLogger(None)  # opened by fit(), which knows the resumed step
         self.profiler: StepProfiler | None = None  # trainer.profile: set up by fit()
         self.data_wait = DataWaitMonitor()
@@ -179,6 +181,16 @@ class BaseTrainer:
     @property
     def scaler(self) -> torch.amp.GradScaler | None:
         return self.precision.scaler
+
+    def _mlflow_settings(self) -> dict[str, Any] | None:
+        if not self.logger_cfg.mlflow or self.run_dir is None:
+            return None
+        return {
+            "uri": self.logger_cfg.mlflow_uri,
+            "experiment": self.logger_cfg.mlflow_experiment,
+            "run_name": Path(self.run_dir).name,
+            "run_id": self.resumed_trackers.get("mlflow_run_id"),  # resume: the same run
+        }
 
     # ---- what a task implements -------------------------------------------------------
 
@@ -218,6 +230,7 @@ class BaseTrainer:
             tensorboard=self.tensorboard,
             purge_step=self.global_step + 1 if self.global_step else None,
             csv=self.csv_log,
+            mlflow=self._mlflow_settings(),
         )
         batch_size = train_loader.batch_size or 0
         log.info(
@@ -625,6 +638,7 @@ class BaseTrainer:
             "world_size": self.process.world_size,  # the sampler's shards depend on it
             "position": self.position.state_dict(),
             "last_metrics": dict(self.last_metrics),
+            "trackers": self.run_logger.tracker_ids,  # resume continues the same runs
             "rng": rng_state(),
         }
 
@@ -656,6 +670,7 @@ class BaseTrainer:
         self.epoch, self.global_step = state["epoch"], state["global_step"]
         self.position.load_state_dict(state["position"], self.device)
         self.last_metrics = dict(state.get("last_metrics", {}))
+        self.resumed_trackers = dict(state.get("trackers") or {})
         restore_rng_state(state["rng"])
 
     # ---- helpers -------------------------------------------------------------------------

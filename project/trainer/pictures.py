@@ -37,7 +37,7 @@ def confusion_image(confusion: Tensor, names: list[str] | None = None) -> Image.
 
 def as_tensor(image: Image.Image) -> Tensor:
     """(3, H, W) float in 0..1, what TensorBoard's add_image takes."""
-    return torch.from_numpy(np.asarray(image)).permute(2, 0, 1).float() / 255
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
 
 
 class WorstSamples:

@@ -1,5 +1,6 @@
-"""What a run logs besides train.log: TensorBoard events (`logger.tensorboard`) and a
-`metrics.csv` with one row per epoch (`logger.csv`), from rank 0 only.
+"""What a run logs besides train.log: TensorBoard events (`logger.tensorboard`), a
+`metrics.csv` with one row per epoch (`logger.csv`) and an MLflow run (`logger.mlflow`,
+mlflow_run.py), from rank 0 only.
 
 The trainer talks to one `RunLogger`: scalars at steps, epoch metrics, images, text,
 hyper-parameters with the final metrics. A backend that fails (a full disk, a broken
@@ -58,7 +59,9 @@ class RunLogger:
         tensorboard: bool = True,
         purge_step: int | None = None,
         csv: bool = False,
+        mlflow: dict[str, Any] | None = None,
     ):
+        """`mlflow`: {"uri", "experiment", "run_name", "run_id"} to log to MLflow too."""
         # purge_step: a resumed run tells TensorBoard to discard events at or after this
         # step that the interrupted run had written, so curves continue without overlap.
         self.writer = (
@@ -67,6 +70,15 @@ class RunLogger:
             else None
         )
         self.csv = CsvEpochLog(run_dir / METRICS_CSV, purge_step) if csv and run_dir else None
+        self.mlflow = None
+        if mlflow and run_dir:
+            try:
+                from project.trainer.mlflow_run import MlflowRun
+
+                self.mlflow = MlflowRun(mlflow["uri"], mlflow["experiment"],
+                                        mlflow["run_name"], mlflow.get("run_id"))  # fmt: skip
+            except Exception as error:  # a server that is down, a missing package
+                self._failed("mlflow", error)
         self.pending: list[tuple[dict[str, float], int]] = []
         self.last_handover = time.monotonic()
 
@@ -74,10 +86,7 @@ class RunLogger:
         """A logger must never stop training: switch the backend off, say so once."""
         log.warning("logger: %s failed (%s: %s); it is off for the rest of the run",
                     backend, type(error).__name__, error)  # fmt: skip
-        if backend == "tensorboard":
-            self.writer = None
-        else:
-            self.csv = None
+        setattr(self, {"tensorboard": "writer"}.get(backend, backend), None)
 
     def epoch_metrics(self, metrics: dict[str, float], epoch: int, step: int) -> None:
         """An epoch's metrics: TensorBoard scalars at `step`, and a row of metrics.csv."""
@@ -88,17 +97,31 @@ class RunLogger:
             except (OSError, UserError) as error:  # UserError: atomic_write_text's OSError
                 self._failed("csv", error)
 
+    @property
+    def tracker_ids(self) -> dict[str, str]:
+        """What a checkpoint keeps so that a resumed run continues the same tracker runs."""
+        return {"mlflow_run_id": self.mlflow.run_id} if self.mlflow is not None else {}
+
+    def _to_mlflow(self, action, *args) -> None:
+        if self.mlflow is not None:
+            try:
+                action(*args)
+            except Exception as error:  # the server went away: go on without it
+                self._failed("mlflow", error)
+
     def scalars(self, values: dict[str, float], step: int, now: bool = False) -> None:
         """Log `values` at `step`; `now` hands everything pending to the writer at once."""
-        if self.writer is None:
+        if self.writer is None and self.mlflow is None:
             return
         self.pending.append((values, step))
         if now or time.monotonic() - self.last_handover > self.batch_seconds:
             self.hand_over()
 
     def hand_over(self) -> None:
+        if self.pending:
+            self._to_mlflow(lambda: self.mlflow.metrics(self.pending))
         try:
-            for values, step in self.pending:
+            for values, step in self.pending if self.writer is not None else []:
                 for name, value in values.items():
                     self.writer.add_scalar(name, value, step)
         except Exception as error:  # the writer's own errors vary (OSError, RuntimeError)
@@ -109,8 +132,8 @@ class RunLogger:
     def flush(self) -> None:
         """Everything logged so far onto disk: called when a checkpoint is written, so a
         crash right after loses no event from before the checkpoint."""
+        self.hand_over()
         if self.writer is not None:
-            self.hand_over()
             self.writer.flush()
 
     def training_step(self, step: int, loss: Tensor, lr: float) -> float:
@@ -134,6 +157,7 @@ class RunLogger:
 
     def image(self, tag: str, image, step: int) -> None:
         """A (3, H, W) float image in 0..1."""
+        self._to_mlflow(lambda: self.mlflow.image(tag, image, step))
         if self.writer is not None:
             self.hand_over()  # keep events in step order
             self.writer.add_image(tag, image, step)
@@ -145,6 +169,7 @@ class RunLogger:
         so one run stays one folder. The tab reads each metric's values from the scalars of
         the same tag, which the caller has already logged at their real steps.
         """
+        self._to_mlflow(lambda: self.mlflow.parameters(flatten_config(config)))
         if self.writer is None:
             return
         self.hand_over()
@@ -153,8 +178,9 @@ class RunLogger:
             self.writer.file_writer.add_summary(summary)
 
     def close(self) -> None:
+        self.hand_over()
+        self._to_mlflow(lambda: self.mlflow.close())
         if self.writer is not None:
-            self.hand_over()
             self.writer.close()
 
 

@@ -1,12 +1,22 @@
 """logger.csv: metrics.csv, one row per epoch, equal to metrics.json, continued on resume;
-a logger that fails is switched off with a warning and never stops training."""
+logger.mlflow against a real MLflow server started here; a logger that fails is switched
+off with a warning and never stops training."""
 
 import csv
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
+import torch
 
-from tests.conftest import run_script
+from tests.conftest import REPO_ROOT, run_script
 
 
 def rows(path) -> list[dict]:
@@ -41,4 +51,74 @@ def test_a_failing_logger_is_switched_off_and_training_goes_on(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     log = (tmp_path / "train.log").read_text()
     assert "logger: csv failed" in log and "it is off for the rest of the run" in log
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real MLflow tracking server on 127.0.0.1 and a free port, stopped afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
+         "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "no MLflow server"
+            time.sleep(1)
+    yield uri
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+def test_mlflow_gets_metrics_params_and_images_and_a_resume_continues_the_run(
+    tmp_path, mlflow_server
+):
+    from mlflow.tracking import MlflowClient
+
+    run_dir = tmp_path / "run"
+    tracked = ["logger.mlflow=true", f"logger.mlflow_uri={mlflow_server}"]
+    first = run_script(
+        "train.py", "debug=fast", "trainer.max_epochs=2", *tracked, f"hydra.run.dir={run_dir}"
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = run_script("train.py", f"resume={run_dir}", "trainer.max_epochs=3")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    client = MlflowClient(mlflow_server)
+    [experiment] = [e for e in client.search_experiments() if e.name == "default"]
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "run"
+    history = client.get_metric_history(run.info.run_id, "val/acc")
+    assert [point.step for point in history] == [4, 8, 12]  # one run, continued, no repeats
+    last = json.loads((run_dir / "metrics.json").read_text())
+    assert history[-1].value == pytest.approx(last["val/acc"])
+    assert run.data.params["model/_target_"] == "project.models.cnn.SmallCNN"
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "val/confusion_matrix")]
+    assert len(images) == 3 and images[0].endswith("step_0000004.png")
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["trackers"] == {"mlflow_run_id": run.info.run_id}
+
+
+def test_an_mlflow_server_that_is_down_is_a_warning(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once closed
+    result = subprocess.run(
+        [sys.executable, "train.py", "debug=fast", "logger.mlflow=true",
+         f"logger.mlflow_uri=http://127.0.0.1:{port}", f"hydra.run.dir={tmp_path}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "logger: mlflow failed" in (tmp_path / "train.log").read_text()
     assert (tmp_path / "checkpoints" / "last.pt").is_file()

@@ -1,0 +1,66 @@
+"""`logger.mlflow=true`: the run's metrics, config and images in MLflow.
+
+A local file store (`<paths.log_dir>/mlruns`) unless `logger.mlflow_uri` names a tracking
+server. The run id is kept in the checkpoint, so `resume=` continues the same MLflow run;
+steps logged after the checkpoint by an interrupted run stay in MLflow's history (it
+cannot delete metric points), which TensorBoard's purge and metrics.csv do drop.
+mlflow is imported only when this backend is on (the optional extra `tracking`).
+"""
+
+import time
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+
+MAX_PARAM_LENGTH = 500  # MLflow refuses longer parameter values
+
+
+class MlflowRun:
+    def __init__(self, tracking_uri: str, experiment: str, run_name: str, run_id: str | None):
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError:
+            raise ImportError(
+                "logger.mlflow=true needs mlflow: uv sync --extra tracking (make env includes it)"
+            ) from None
+        self.client = MlflowClient(tracking_uri)
+        self.resumed = run_id is not None
+        if run_id is None:
+            found = self.client.get_experiment_by_name(experiment)
+            experiment_id = (
+                found.experiment_id if found else self.client.create_experiment(experiment)
+            )
+            run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        self.run_id = run_id
+
+    def metrics(self, pending: list[tuple[dict[str, float], int]]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [
+            Metric(name, float(value), now, step)
+            for values, step in pending
+            for name, value in values.items()
+        ]
+        for start in range(0, len(batch), 1000):  # MLflow's batch limit
+            self.client.log_batch(self.run_id, metrics=batch[start : start + 1000])
+
+    def parameters(self, flat_config: dict[str, Any]) -> None:
+        """Once per run: MLflow refuses to change a logged parameter (a resume would)."""
+        if self.resumed:
+            return
+        from mlflow.entities import Param
+
+        params = [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in flat_config.items()]
+        for start in range(0, len(params), 100):
+            self.client.log_batch(self.run_id, params=params[start : start + 100])
+
+    def image(self, tag: str, image: Tensor, step: int) -> None:
+        pixels = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        self.client.log_image(self.run_id, pixels, artifact_file=f"{tag}/step_{step:07d}.png")
+
+    def close(self) -> None:
+        self.client.set_terminated(self.run_id)
