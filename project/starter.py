@@ -54,7 +54,7 @@ def without_wings(relative: str, text: str) -> str:
         text = re.sub(
             rf"^# [^\n]*\n(?:# [^\n]*\n)*{WING_EXTRA} = \[[^\]]*\]\n", "", text, flags=re.M
         )
-        return text.replace(f",{WING_EXTRA}]", "]")
+        return re.sub(rf",{WING_EXTRA}(?=[,\]])", "", text)  # the dev group's extras
     return text
 
 
