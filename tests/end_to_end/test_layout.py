@@ -4,7 +4,10 @@
 import ast
 from pathlib import Path
 
+import project
 from tests.conftest import REPO_ROOT
+
+PACKAGE_DIR = Path(project.__file__).parent  # a renamed fork's package too
 
 WINGS = ("project.deploy", "project.distill")
 # Entry points of the wings themselves (export.py is the deployment wing's command).
@@ -23,9 +26,9 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def core_files() -> list[Path]:
-    package = sorted((REPO_ROOT / "project").rglob("*.py"))
+    package = sorted(PACKAGE_DIR.rglob("*.py"))
     entry_points = sorted(p for p in REPO_ROOT.glob("*.py") if p.name not in WING_FILES)
-    wing_folders = [REPO_ROOT / wing.replace(".", "/") for wing in WINGS]
+    wing_folders = [PACKAGE_DIR / wing.split(".", 1)[1] for wing in WINGS]
     return [
         path
         for path in package + entry_points
