@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parents[1]
-PACKAGE = __name__.split(".")[0]  # "project" here; a fork's own name in a fork
+PACKAGE = Path(__file__).resolve().parent.name  # "project" here; a fork's own name in a fork
 TEXT_SUFFIXES = {".py", ".yaml", ".yml", ".md", ".toml", ".lock", ".cfg", ".txt", ""}
 # Everything that belongs to a wing, relative to the template (the package as `project/`).
 WING_PATHS = (

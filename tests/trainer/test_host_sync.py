@@ -23,7 +23,7 @@ from tests.trainer.test_trainer import make_data
 HOST_READS = ("item", "__bool__", "tolist", "cpu")
 SYNC_POINTS = (
     "check_losses_finite", "_log_step", "_epoch_metrics", "check_weights_finite",
-    "evaluate", "training_state",
+    "evaluate", "on_validation_end", "training_state",
 )  # fmt: skip
 LOG_EVERY = 4
 DATALOADER = os.path.join("torch", "utils", "data", "")
