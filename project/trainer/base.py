@@ -317,7 +317,7 @@ class BaseTrainer:
         bar.update(start)
         self.epoch_first_step = self.global_step - start // accumulate
         self.steps_per_epoch = -(-batches // accumulate)
-        self.progress_mark = (time.perf_counter(), sum(self.position.counts))
+        self.progress_mark = (time.perf_counter(), sum(self.position.counts), self.global_step)
         data_wait = compile_seconds = 0.0
         compile_samples = 0
         epoch_start = fetch_start = time.perf_counter()
@@ -549,20 +549,20 @@ class BaseTrainer:
         """Where no progress bar is drawn, one log line every `log_every_n_steps` steps: step,
         epoch, loss, LR, samples/s since the last line, and the time left at that pace."""
         now, counts = time.perf_counter(), self.position.counts
-        since, samples = self.progress_mark
+        since, samples, since_step = self.progress_mark
         samples_now = sum(counts) if counts else 0
         if samples_now < samples:  # a new epoch began since the last line
             samples = 0
         rate = (samples_now - samples) * self.process.world_size / max(now - since, 1e-9)
         total = self.cfg.max_epochs * self.steps_per_epoch
         total = min(total, self.max_steps) if self.max_steps else total
-        steps_per_second = self.log_every_n_steps / max(now - since, 1e-9)
+        steps_per_second = max(self.global_step - since_step, 1) / max(now - since, 1e-9)
         log.info(
             "step %d/%d epoch %d/%d loss %.4f lr %.3g samples/s %.0f eta %s",
             self.global_step, total, self.epoch + 1, self.cfg.max_epochs, loss, lr, rate,
             format_duration((total - self.global_step) / steps_per_second),
         )  # fmt: skip
-        self.progress_mark = (now, samples_now)
+        self.progress_mark = (now, samples_now, self.global_step)
 
     # ---- validation ----------------------------------------------------------------------
 
