@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from project.checkpoint.format import load_checkpoint
 from project.data.loaders import build_datasets, build_loaders
-from project.distributed import select_device
+from project.distributed import inference_device
 from project.errors import UserError, exit_on_user_error
 from project.models.trained import rebuild_trained_model
 from project.schema import typed, validate_config
@@ -30,11 +30,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     checkpoint_path = Path(cfg.ckpt)
     state = load_checkpoint(checkpoint_path)
     run_cfg = OmegaConf.create(state["config"])
-    # One device: a run trained on N GPUs is evaluated on one.
-    device = select_device(min(run_cfg.trainer.gpus, 1) if cfg.gpus is None else cfg.gpus)
+    device = inference_device(run_cfg.trainer.gpus, cfg.gpus)
 
     datasets = build_datasets(run_cfg.dataset, (cfg.split,))
-    loader = build_loaders(datasets, run_cfg.loader, seed=run_cfg.seed, device=device)[cfg.split]
+    loader_cfg = typed("loader", run_cfg.loader)  # keys added since the checkpoint: defaults
+    loader = build_loaders(datasets, loader_cfg, seed=run_cfg.seed, device=device)[cfg.split]
     model = rebuild_trained_model(state, checkpoint_path, dataset=datasets[cfg.split])
     trainer = trainer_class(run_cfg.task)(
         model,

@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from project.checkpoint.format import load_checkpoint
-from project.distributed import select_device
+from project.distributed import inference_device
 from project.errors import UserError, exit_on_user_error
 from project.models.trained import rebuild_trained_model
 from project.prediction import list_inputs, output_path, predict_files, summary_lines
@@ -30,7 +30,7 @@ def predict(cfg: DictConfig) -> dict:
     state = load_checkpoint(checkpoint)  # refused before anything else if not trusted
     files = list_inputs(str(cfg.input))
     run_cfg = OmegaConf.create(state["config"])
-    device = select_device(min(run_cfg.trainer.gpus, 1) if cfg.gpus is None else cfg.gpus)
+    device = inference_device(run_cfg.trainer.gpus, cfg.gpus)
     model = rebuild_trained_model(state, checkpoint)
     output = output_path(cfg.output, HydraConfig.get().runtime.output_dir)
     summary = predict_files(model, run_cfg, files, output, device, cfg.batch_size, cfg.top_k)

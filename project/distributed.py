@@ -90,6 +90,12 @@ def select_device(
     return device
 
 
+def inference_device(trained_gpus: int, gpus: int | None) -> torch.device:
+    """evaluate.py and predict.py: one device, as in training (a run trained on N GPUs is
+    evaluated on one) unless `gpus` says otherwise (0 = CPU)."""
+    return select_device(min(trained_gpus, 1) if gpus is None else gpus)
+
+
 def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 

@@ -122,7 +122,7 @@ def build_loader(
         even=train,
     )
     drop_last = train and loader_cfg.drop_last and len(sampler) > batch_size
-    in_memory = _setting(loader_cfg, "in_memory")
+    in_memory = loader_cfg.in_memory
     if in_memory is not False:
         batched = in_memory_loader(dataset, train, batch_size, sampler, drop_last, seed, device)
         if not isinstance(batched, str):
@@ -149,15 +149,6 @@ def build_loader(
         worker_init_fn=init_worker if workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),  # base seeds of the worker processes
         **extra,
-    )
-
-
-def _setting(loader_cfg: Any, key: str) -> Any:
-    """A loader key that checkpoints from before it existed lack."""
-    return (
-        loader_cfg.get(key)
-        if isinstance(loader_cfg, DictConfig)
-        else getattr(loader_cfg, key, None)
     )
 
 

@@ -21,6 +21,7 @@ from project.checkpoint.format import inference_weights, load_checkpoint
 from project.data.loaders import build_datasets, build_loaders
 from project.errors import UserError
 from project.models.trained import rebuild_trained_model
+from project.schema import typed
 from project.trainer import is_image_model
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,11 @@ class TrainedModel:
     def loader(self, split: str, num_workers: int = 0):
         """The run's own data for `split`, with the run's loader settings (in-process)."""
         datasets = build_datasets(self.run_cfg.dataset, (split,))
-        loader_cfg = OmegaConf.merge(
-            self.run_cfg.loader, {"num_workers": num_workers, "background_prefetch": 0}
+        loader_cfg = typed(
+            "loader",
+            OmegaConf.merge(
+                self.run_cfg.loader, {"num_workers": num_workers, "background_prefetch": 0}
+            ),
         )
         return build_loaders(datasets, loader_cfg, seed=self.run_cfg.seed, device=CPU)[split]
 

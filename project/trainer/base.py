@@ -150,7 +150,6 @@ class BaseTrainer:
         )
         self.run_config = run_config or {}
         self.show_progress = process.is_main and progress_bar_enabled(logger_cfg.progress_bar)
-        self.tensorboard, self.csv_log = logger_cfg.tensorboard, logger_cfg.csv
         self.logger_cfg = logger_cfg
         self.resumed_trackers: dict[str, str] = {}  # tracker run ids from a checkpoint
         self.run_logger = RunLogger(None)  # opened by fit(), which knows the resumed step
@@ -227,9 +226,9 @@ class BaseTrainer:
         # logged at that step (an epoch's metrics) stays, as the resumed run will not.
         self.run_logger = RunLogger(
             self.run_dir if self.process.is_main else None,
-            tensorboard=self.tensorboard,
+            tensorboard=self.logger_cfg.tensorboard,
             purge_step=self.global_step + 1 if self.global_step else None,
-            csv=self.csv_log,
+            csv=self.logger_cfg.csv,
             mlflow=self._mlflow_settings(),
         )
         batch_size = train_loader.batch_size or 0
