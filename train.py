@@ -40,7 +40,7 @@ from project.resume import resume_run
 from project.schema import register_schemas, typed, validate_config
 from project.seeding import make_deterministic, seed_everything
 from project.trainer import trainer_class
-from project.trainer.base import num_batches
+from project.trainer.validation import num_batches
 
 log = logging.getLogger("train")
 register_schemas()

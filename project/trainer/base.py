@@ -1,10 +1,12 @@
 """BaseTrainer: the training loop every task shares.
 
 A task subclass implements only `training_step` and `validation_step` (see
-classification.py). Everything else lives here or in a small helper beside it: mixed
-precision and the optimizer step (precision.py), the position inside an epoch
-(position.py), non-finite losses and weights (nonfinite.py), TensorBoard (run_logger.py),
-progress bars and log lines (progress.py), EMA, early stopping, signals, profiling.
+classification.py). This file is the loop: fit -> epochs -> steps, validation and saves
+at epoch ends. Each concern the loop touches has a small file beside it: mixed precision
+and the optimizer step (precision.py), the position inside an epoch (position.py), what
+a checkpoint holds (state.py), the validation pass (validation.py), non-finite losses
+and weights (nonfinite.py), trackers (run_logger.py), progress bars and log lines
+(progress.py), EMA, early stopping, signals, profiling.
 
 The per-step path is kept lean on purpose: no host sync (a NaN loss is looked for every
 `log_every_n_steps` steps, before saves and at epoch ends, not per step), no formatting,
@@ -21,7 +23,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -34,30 +36,26 @@ from project.distributed import (
     ProcessContext,
     all_reduce_sum,
     any_rank,
-    broadcast_buffers,
-    gpu_indices,
-    sum_totals_over_ranks,
-    unwrap,
-    wrap_model,
 )
 from project.errors import Preempted, UserError
-from project.seeding import restore_rng_state, rng_state
+from project.trainer import nonfinite, state
 from project.trainer.data_wait import DataWaitMonitor
 from project.trainer.early_stopping import EarlyStopping
 from project.trainer.ema import WeightEMA
-from project.trainer.nonfinite import (
-    NonFiniteLoss,
-    first_non_finite,
-    non_finite_loss_message,
-    non_finite_weights,
-    non_finite_weights_message,
-)
+from project.trainer.nonfinite import NonFiniteLoss
+from project.trainer.placement import place_model
 from project.trainer.position import EpochPosition
 from project.trainer.precision import Precision
 from project.trainer.preemption import StopSignals
 from project.trainer.profiling import StepProfiler
-from project.trainer.progress import format_metrics, progress_bar, progress_bar_enabled
+from project.trainer.progress import (
+    ProgressLine,
+    format_metrics,
+    progress_bar,
+    progress_bar_enabled,
+)
 from project.trainer.run_logger import RunLogger
+from project.trainer.validation import num_batches, validate
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +64,6 @@ log = logging.getLogger(__name__)
 # seconds to minutes.
 STOP_CHECK_EVERY_N_STEPS = 10
 NO_CONTEXT = contextlib.nullcontext()  # reusable: one object, not one per step
-
-
-def format_duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}"
-
-
-def num_batches(loader: DataLoader, limit: int | None) -> int:
-    """Batches an epoch runs: the whole loader, or `limit` of them (`limit_*_batches`)."""
-    return len(loader) if limit is None else min(limit, len(loader))
 
 
 class BaseTrainer:
@@ -121,23 +108,9 @@ class BaseTrainer:
         # On CUDA the next batch is copied during the current step (device_prefetch.py).
         self.prefetch_to_device = device.type == "cuda"
 
-        self.module = unwrap(model).to(device)
-        if self.channels_last:  # convs then run in NHWC kernels: no layout change per layer
-            self.module.to(memory_format=torch.channels_last)
-        dp_ids = (
-            gpu_indices(trainer_cfg.gpus, trainer_cfg.devices, torch.cuda.device_count())
-            if strategy == "dp"
-            else []
-        )
-        self.model = wrap_model(self.module, strategy, device, dp_ids)
+        self.module, self.model = place_model(model, trainer_cfg, device, strategy)
         self.ddp = strategy == "ddp"
-        # Compiled on the first step. `self.module` stays the plain model: checkpoints hold
-        # its state dict, so no `_orig_mod.` prefix, loadable without torch.compile.
-        self.compile_pending = bool(trainer_cfg.compile)
-        if self.compile_pending:
-            self.model = torch.compile(
-                self.model, mode=trainer_cfg.compile_mode, backend=trainer_cfg.compile_backend
-            )
+        self.compile_pending = bool(trainer_cfg.compile)  # on the first step, timed apart
         self.precision = Precision(trainer_cfg.precision, device.type)
         self.optimizer, self.scheduler = optimizer, scheduler
         self.ema = WeightEMA(self.module, trainer_cfg.ema_decay) if trainer_cfg.ema_decay else None
@@ -155,6 +128,7 @@ class BaseTrainer:
         self.run_logger = RunLogger(None)  # opened by fit(), which knows the resumed step
         self.profiler: StepProfiler | None = None  # trainer.profile: set up by fit()
         self.data_wait = DataWaitMonitor()
+        self.progress_line = ProgressLine(process.world_size)
         self.stop_signals = StopSignals()
         # Early stopping and ReduceLROnPlateau follow the checkpoint's metric; without a
         # policy, the validation loss.
@@ -316,7 +290,7 @@ class BaseTrainer:
         bar.update(start)
         self.epoch_first_step = self.global_step - start // accumulate
         self.steps_per_epoch = -(-batches // accumulate)
-        self.progress_mark = (time.perf_counter(), sum(self.position.counts), self.global_step)
+        self.progress_line.start_epoch(sum(self.position.counts), self.global_step)
         data_wait = compile_seconds = 0.0
         compile_samples = 0
         epoch_start = fetch_start = time.perf_counter()
@@ -333,7 +307,7 @@ class BaseTrainer:
             with self.model.no_sync() if self.ddp and not stepping else NO_CONTEXT:
                 with self.precision.autocast():
                     loss, count = self.training_step(batch)
-                if not self.skip_non_finite or self._loss_is_finite(loss, batch_index):
+                if not self.skip_non_finite or nonfinite.loss_is_finite(self, loss, batch_index):
                     self.precision.backward(loss, accumulate)
                     self.window_has_gradients = True
                     self.position.add(loss, count)
@@ -453,68 +427,15 @@ class BaseTrainer:
 
     # ---- non-finite values, signals and max_steps -----------------------------------------
 
-    def _loss_is_finite(self, loss: Tensor, batch_index: int) -> bool:
-        """`nan_policy=skip_batch`: False to skip a batch whose loss is NaN or infinite,
-        before `backward()` touches anything. One host sync per batch; under DDP the ranks
-        agree, or one would skip the gradient all-reduce the others wait in."""
-        finite = bool(torch.isfinite(loss.detach()).all())
-        if self.process.distributed:
-            finite = not any_rank(not finite, self.device)
-        if not finite:
-            self.skipped_batches += 1
-            log.warning(
-                "skipped batch %d of epoch %d: non-finite loss (%d skipped so far)",
-                batch_index + 1, self.epoch + 1, self.skipped_batches,
-            )  # fmt: skip
-        return finite
-
     def check_losses_finite(self, agree: bool) -> None:
-        """`nan_policy=stop`: the losses trained on since the last check must be finite,
-        or the run stops naming the step where the first one was not. One host read, every
-        `log_every_n_steps` steps, before a save and at the epoch end; none in between.
-        `agree`: under DDP, all ranks call this together and stop together."""
-        if self.skip_non_finite:
-            return
-        position = self.position
-        bad = first_non_finite(position.losses, position.checked)
-        position.checked = len(position.losses)
-        flagged = bad is not None
-        if agree and self.process.distributed:
-            flagged = any_rank(flagged, self.device)
-        if not flagged:
-            return
-        if bad is None:
-            raise NonFiniteLoss("another rank's loss was NaN or infinite; training stopped")
-        raise NonFiniteLoss(
-            non_finite_loss_message(
-                position.losses[bad].float().mean().item(),
-                step=self.epoch_first_step + bad // self.accumulate_grad_batches + 1,
-                epoch=self.epoch + 1,
-                batch=bad + 1,
-                last_checkpoint=self._last_good_checkpoint(),
-                lr=self.optimizer.param_groups[0]["lr"],
-            )
-        )
+        """`nan_policy=stop`: one host read of the losses since the last check, every
+        `log_every_n_steps` steps, before a save and at the epoch end; none in between."""
+        if not self.skip_non_finite:
+            nonfinite.check_losses(self, agree)
 
     def check_weights_finite(self) -> None:
-        """Stop, one line, if a weight is NaN or infinite: such weights are never saved.
-        (`skip_batch` skips non-finite losses, but a finite loss can still take a step that
-        overflows the weights.) One host sync; called at epoch ends and before every save."""
-        names = non_finite_weights(self.module)
-        if names:
-            raise NonFiniteLoss(
-                non_finite_weights_message(
-                    names,
-                    step=self.global_step,
-                    epoch=self.epoch + 1,
-                    last_checkpoint=self._last_good_checkpoint(),
-                    lr=self.optimizer.param_groups[0]["lr"] if self.optimizer else 0.0,
-                )
-            )
-
-    def _last_good_checkpoint(self) -> Path | None:
-        last = self.checkpoint_policy.last_path if self.checkpoint_policy else None
-        return last if last is not None and last.is_file() else None
+        """One host sync; at epoch ends and before every save (nonfinite.py)."""
+        nonfinite.check_weights(self)
 
     def reached_max_steps(self) -> bool:
         return self.max_steps is not None and self.global_step >= self.max_steps
@@ -544,133 +465,27 @@ class BaseTrainer:
         )  # fmt: skip
         return path
 
-    def _log_progress_line(self, loss: float, lr: float) -> None:
-        """Where no progress bar is drawn, one log line every `log_every_n_steps` steps: step,
-        epoch, loss, LR, samples/s since the last line, and the time left at that pace."""
-        now, counts = time.perf_counter(), self.position.counts
-        since, samples, since_step = self.progress_mark
-        samples_now = sum(counts) if counts else 0
-        if samples_now < samples:  # a new epoch began since the last line
-            samples = 0
-        rate = (samples_now - samples) * self.process.world_size / max(now - since, 1e-9)
-        total = self.cfg.max_epochs * self.steps_per_epoch
-        total = min(total, self.max_steps) if self.max_steps else total
-        steps_per_second = max(self.global_step - since_step, 1) / max(now - since, 1e-9)
-        log.info(
-            "step %d/%d epoch %d/%d loss %.4f lr %.3g samples/s %.0f eta %s",
-            self.global_step, total, self.epoch + 1, self.cfg.max_epochs, loss, lr, rate,
-            format_duration((total - self.global_step) / steps_per_second),
-        )  # fmt: skip
-        self.progress_mark = (now, samples_now, self.global_step)
-
     # ---- validation ----------------------------------------------------------------------
 
-    @torch.no_grad()
     def evaluate(
         self, loader: DataLoader, prefix: str = "val", limit: int | None = None
     ) -> dict[str, float]:
-        """Run `validation_step` over `loader`; metrics are per-sample means, `<prefix>/<name>`.
-        Under DDP each rank evaluates its own shard (no sample twice, see EpochSampler) and
-        the sums are added over ranks, so every rank gets the single-process values."""
-        self.model.eval()
-        if self.ddp:
-            broadcast_buffers(self.module)  # every rank validates what rank 0 saves
-        batches = num_batches(loader, limit)
-        bar = progress_bar(batches, prefix, self.show_progress)
-        totals: dict[str, Tensor] = {}
-        samples = 0
-        # The bare model under DDP: the wrapper's forward would sync buffers across ranks,
-        # which hold shards of different lengths.
-        wrapped, self.model = self.model, (self.module if self.ddp else self.model)
-        try:
-            for batch_index, batch in enumerate(loader):
-                if batch_index == batches:
-                    break
-                batch = move_to_device(batch, self.device)
-                if self.channels_last:
-                    batch = to_channels_last(batch)
-                with self.precision.autocast():
-                    sums, count = self.validation_step(batch)
-                for name, value in sums.items():
-                    value = value.detach().double()
-                    totals[name] = totals[name] + value if name in totals else value
-                samples += count
-                bar.update()
-                if self.show_progress and batch_index % 10 == 0:
-                    shown = self.reduce_metrics(totals, samples)
-                    bar.set_postfix({name: f"{value:.4f}" for name, value in shown.items()})
-        finally:
-            self.model = wrapped
-        bar.close()
-        if self.process.distributed:
-            if not totals:  # the ranks would disagree on what to add up
-                raise UserError(
-                    f"a rank got no validation batch: the split is smaller than the {self.process.world_size} processes"
-                )
-            totals, samples = sum_totals_over_ranks(totals, samples, self.device)
-        if samples == 0:
-            raise UserError(
-                f"the {prefix} split produced no batches; check its size and loader.batch_size"
-            )
-        return {
-            f"{prefix}/{name}": value
-            for name, value in self.reduce_metrics(totals, samples).items()
-        }
+        """Run `validation_step` over `loader`: `<prefix>/<name>` metrics, per-sample
+        means, the single-process values under DDP too (validation.py)."""
+        return validate(self, loader, prefix, limit)
 
     # ---- state ---------------------------------------------------------------------------
 
     def training_state(self) -> dict[str, Any]:
-        """Everything a checkpoint holds besides the policy's own state: enough to resume
-        at the exact step (see `load_training_state`). Never from non-finite weights."""
+        """Everything a checkpoint holds besides the policy's own state (state.py); never
+        from non-finite weights."""
         self.check_weights_finite()
-        return {
-            "config": self.run_config,
-            "model": self.module.state_dict(),  # bare: never a `module.` prefix
-            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
-            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-            "scaler": self.precision.state_dict(),
-            "ema": self.ema.state_dict() if self.ema else None,
-            "inference_weights": "ema" if self.ema else "model",
-            "early_stopping": self.early_stopping.state_dict(),
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "world_size": self.process.world_size,  # the sampler's shards depend on it
-            "position": self.position.state_dict(),
-            "last_metrics": dict(self.last_metrics),
-            "trackers": self.run_logger.tracker_ids,  # resume continues the same runs
-            "rng": rng_state(),
-        }
+        return state.capture(self)
 
-    def load_training_state(self, state: dict[str, Any]) -> None:
+    def load_training_state(self, saved: dict[str, Any]) -> None:
         """Continue from a checkpoint written by `training_state`: the next step is the
         one the saved run would have taken, with the same data, RNG draws and LR."""
-        saved_world = state.get("world_size", 1)
-        if saved_world != self.process.world_size and state["position"]["batch"]:
-            raise UserError(
-                f"the checkpoint stopped mid-epoch with {saved_world} process(es); resume it with the same number (now {self.process.world_size}), or from an epoch-end checkpoint"
-            )
-        self.module.load_state_dict(state["model"])
-        if self.optimizer is not None and state["optimizer"] is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state["scheduler"] is not None:
-            planned = getattr(self.scheduler, "total_steps", None)
-            self.scheduler.load_state_dict(state["scheduler"])
-            if isinstance(self.scheduler, OneCycleLR) and self.scheduler.total_steps != planned:
-                # Its state fixes the run's length: stepping past it raises deep in PyTorch.
-                raise UserError(
-                    f"scheduler=onecycle was planned for {self.scheduler.total_steps} steps, this run for {planned}: resume it with the trainer.max_epochs it started with (a one-cycle schedule cannot be extended)"
-                )
-        self.precision.load_state_dict(state["scaler"])
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
-        self.early_stopping.load_state_dict(state["early_stopping"])
-        if self.checkpoint_policy is not None and "checkpoint_policy" in state:
-            self.checkpoint_policy.load_state_dict(state["checkpoint_policy"])
-        self.epoch, self.global_step = state["epoch"], state["global_step"]
-        self.position.load_state_dict(state["position"], self.device)
-        self.last_metrics = dict(state.get("last_metrics", {}))
-        self.resumed_trackers = dict(state.get("trackers") or {})
-        restore_rng_state(state["rng"])
+        state.restore(self, saved)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -693,7 +508,15 @@ class BaseTrainer:
         lr = self.optimizer.param_groups[0]["lr"]
         value = self.run_logger.training_step(self.global_step, loss, lr)
         if not self.show_progress and self.process.is_main:  # CI, SLURM, nohup: a text line
-            self._log_progress_line(value, lr)
+            total = self.cfg.max_epochs * self.steps_per_epoch
+            self.progress_line.log(
+                step=self.global_step,
+                total_steps=min(total, self.max_steps) if self.max_steps else total,
+                epoch=f"{self.epoch + 1}/{self.cfg.max_epochs}",
+                samples=sum(self.position.counts),
+                loss=value,
+                lr=lr,
+            )
         # The last validation result rides along so the bar shows loss and metric together.
         shown = {"loss": f"{value:.4f}", "lr": f"{lr:.3g}"}
         shown.update(

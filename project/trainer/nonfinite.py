@@ -9,12 +9,20 @@ went non-finite are never saved, so the last checkpoint stays the last good stat
 `skip_batch` each loss is looked at before `backward()` and a bad batch is skipped.
 """
 
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+from project.distributed import any_rank
 from project.errors import UserError
+
+if TYPE_CHECKING:
+    from project.trainer.base import BaseTrainer
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLoss(UserError):
@@ -74,3 +82,73 @@ def non_finite_weights(module: nn.Module) -> list[str]:
         return []
     finite = torch.stack([t.detach().isfinite().all() for t in tensors.values()]).tolist()
     return [name for name, ok in zip(tensors, finite, strict=True) if not ok]
+
+
+# The trainer's three checks. They read the trainer (its position, step, optimizer and
+# checkpoint policy) for the message; BaseTrainer's methods of the same names call them.
+
+
+def loss_is_finite(trainer: "BaseTrainer", loss: Tensor, batch_index: int) -> bool:
+    """`nan_policy=skip_batch`: False to skip a batch whose loss is NaN or infinite,
+    before `backward()` touches anything. One host sync per batch; under DDP the ranks
+    agree, or one would skip the gradient all-reduce the others wait in."""
+    finite = bool(torch.isfinite(loss.detach()).all())
+    if trainer.process.distributed:
+        finite = not any_rank(not finite, trainer.device)
+    if not finite:
+        trainer.skipped_batches += 1
+        log.warning(
+            "skipped batch %d of epoch %d: non-finite loss (%d skipped so far)",
+            batch_index + 1, trainer.epoch + 1, trainer.skipped_batches,
+        )  # fmt: skip
+    return finite
+
+
+def check_losses(trainer: "BaseTrainer", agree: bool) -> None:
+    """`nan_policy=stop`: the losses trained on since the last check must be finite, or
+    the run stops naming the step where the first one was not. `agree`: under DDP, all
+    ranks call this together and stop together."""
+    position = trainer.position
+    bad = first_non_finite(position.losses, position.checked)
+    position.checked = len(position.losses)
+    flagged = bad is not None
+    if agree and trainer.process.distributed:
+        flagged = any_rank(flagged, trainer.device)
+    if not flagged:
+        return
+    if bad is None:
+        raise NonFiniteLoss("another rank's loss was NaN or infinite; training stopped")
+    raise NonFiniteLoss(
+        non_finite_loss_message(
+            position.losses[bad].float().mean().item(),
+            step=trainer.epoch_first_step + bad // trainer.accumulate_grad_batches + 1,
+            epoch=trainer.epoch + 1,
+            batch=bad + 1,
+            last_checkpoint=_last_good_checkpoint(trainer),
+            lr=trainer.optimizer.param_groups[0]["lr"],
+        )
+    )
+
+
+def check_weights(trainer: "BaseTrainer") -> None:
+    """Stop, one line, if a weight is NaN or infinite: such weights are never saved.
+    (`skip_batch` skips non-finite losses, but a finite loss can still take a step that
+    overflows the weights.)"""
+    names = non_finite_weights(trainer.module)
+    if names:
+        optimizer = trainer.optimizer
+        raise NonFiniteLoss(
+            non_finite_weights_message(
+                names,
+                step=trainer.global_step,
+                epoch=trainer.epoch + 1,
+                last_checkpoint=_last_good_checkpoint(trainer),
+                lr=optimizer.param_groups[0]["lr"] if optimizer else 0.0,
+            )
+        )
+
+
+def _last_good_checkpoint(trainer: "BaseTrainer") -> Path | None:
+    policy = trainer.checkpoint_policy
+    last = policy.last_path if policy else None
+    return last if last is not None and last.is_file() else None

@@ -1,9 +1,13 @@
 """tqdm progress bars that stay quiet when nobody watches a terminal (CI, log files, SLURM),
 and the one-line metric summaries of the log."""
 
+import logging
 import sys
+import time
 
 from tqdm import tqdm
+
+log = logging.getLogger(__name__)
 
 
 def progress_bar_enabled(setting: bool | None) -> bool:
@@ -30,3 +34,37 @@ def format_metrics(metrics: dict[str, float]) -> str:
         else:
             parts.append(f"{name}={value:.4g}")
     return " ".join(parts)
+
+
+def format_duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+class ProgressLine:
+    """Where no progress bar is drawn (CI, SLURM, nohup): one log line every
+    `log_every_n_steps` steps with step, epoch, loss, LR, samples/s since the last line,
+    and the time left at that pace."""
+
+    def __init__(self, world_size: int):
+        self.world_size = world_size
+        self.mark = (time.perf_counter(), 0, 0)  # (time, samples this epoch, step)
+
+    def start_epoch(self, samples: int, step: int) -> None:
+        self.mark = (time.perf_counter(), samples, step)
+
+    def log(self, *, step: int, total_steps: int, epoch: str, samples: int, loss: float, lr: float):
+        now = time.perf_counter()
+        since, samples_then, step_then = self.mark
+        if samples < samples_then:  # a new epoch began since the last line
+            samples_then = 0
+        elapsed = max(now - since, 1e-9)
+        rate = (samples - samples_then) * self.world_size / elapsed
+        steps_per_second = max(step - step_then, 1) / elapsed
+        log.info(
+            "step %d/%d epoch %s loss %.4f lr %.3g samples/s %.0f eta %s",
+            step, total_steps, epoch, loss, lr, rate,
+            format_duration((total_steps - step) / steps_per_second),
+        )  # fmt: skip
+        self.mark = (now, samples, step)
