@@ -53,19 +53,21 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Check the config, then train here or in spawned DDP workers; rank 0's metrics."""
-    validate_config(cfg)
     OmegaConf.resolve(cfg)  # the checkpoint and TensorBoard record concrete values
-    checkpoint = None
-    if cfg.resume:
-        cfg, checkpoint = resume_run(cfg, list(HydraConfig.get().overrides.task))
+    state = checkpoint = None
+    if cfg.resume:  # validated (and the checkpoint read) by Hydra's on_run_start already
+        resumption = resume_run(cfg, list(HydraConfig.get().overrides.task))
+        log.info(resumption.describe())
+        cfg, checkpoint, state = resumption.config, resumption.checkpoint, resumption.state
+    else:
         validate_config(cfg)
     export_slurm_environment()
     plan = plan_launch(cfg.trainer)
-    if plan.spawn:
+    if plan.spawn:  # each worker reads the checkpoint: cheaper than pickling it over
         return spawn(fit, (cfg, plan, checkpoint), plan.spawn)
     process = ProcessContext.from_environment()  # torchrun and SLURM set it; else rank 0 of 1
     configure_logging(process, logging_config=None)  # Hydra did rank 0's
-    return fit(process, cfg, plan, checkpoint)
+    return fit(process, cfg, plan, checkpoint, resumed=state)
 
 
 def fit(
@@ -74,11 +76,13 @@ def fit(
     plan: LaunchPlan,
     checkpoint: Path | None = None,
     store=None,
+    resumed: dict | None = None,
 ) -> dict:
     """Build everything from the config and train, as one rank of `process.world_size`,
-    continuing from `checkpoint` (each rank reads it) if given."""
+    continuing from `checkpoint` (its state `resumed` if this process has read it) if given."""
     run_dir = Path(cfg.paths.output_dir)
-    resumed = load_checkpoint(checkpoint) if checkpoint else None
+    if checkpoint and resumed is None:
+        resumed = load_checkpoint(checkpoint)
     device = select_device(cfg.trainer.gpus, process, cfg.trainer.devices)
     seed_everything(cfg.seed)  # the same on every rank: identical initial weights
     make_deterministic(
@@ -92,6 +96,7 @@ def fit(
     checkpoint_cfg = typed("checkpoint", cfg.checkpoint)
     if logger_cfg.mlflow and not logger_cfg.mlflow_uri:  # the file store beside the runs
         logger_cfg.mlflow_uri = (Path(cfg.paths.log_dir).resolve() / "mlruns").as_uri()
+    logger_cfg.wandb_project = logger_cfg.wandb_project or cfg.task_name
 
     with process_group(process, device, store):
         # The model first: a bad model key fails in a second, not after the data is built.

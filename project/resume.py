@@ -7,8 +7,8 @@ Then `resume_config` rebuilds the run's configuration from the checkpoint and ap
 command-line overrides that do not change what is trained; the others are refused.
 """
 
-import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,6 @@ from project.checkpoint.format import load_checkpoint
 from project.checkpoint.policy import CHECKPOINT_DIRNAME, LAST
 from project.errors import UserError
 from project.schema import SCHEMAS, may_change_on_resume, validate_config
-
-log = logging.getLogger(__name__)
 
 # Besides the schema fields declared `resume=True` (project/schema.py): groups a resume
 # may change as a whole. Logging, paths and Hydra's own settings never change what is trained.
@@ -134,23 +132,51 @@ def resume_config(saved: dict[str, Any], composed: DictConfig, overrides: list[s
     return config
 
 
-def resume_run(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path | None]:
-    """For `resume=`: the config to continue with and the checkpoint each rank loads
-    (None: `auto` found nothing, so the run starts). The config must be known before
-    the launch, since it says how many processes to start."""
+@dataclass
+class Resumption:
+    """What `resume=` continues: the config, and the checkpoint with its loaded state
+    (both None when `resume=auto` found nothing and the run starts)."""
+
+    config: DictConfig
+    checkpoint: Path | None = None
+    state: dict[str, Any] | None = None
+
+    def describe(self) -> str:
+        """For train.log (Hydra opens it after `check_resume` ran, so train() logs this)."""
+        if self.checkpoint is None:
+            return f"resume=auto: no checkpoint in {self.config.paths.output_dir} yet, starting the run"
+        return f"resuming from {self.checkpoint} (step {self.state['global_step']})"
+
+
+# check_resume's result for train() in the same process: the checkpoint is read and the
+# configs validated once, before Hydra writes anything, and then used.
+_checked: dict[tuple, Resumption] = {}
+
+
+def _key(cfg: DictConfig, overrides: list[str]) -> tuple:
+    return str(cfg.resume), str(Path(cfg.paths.output_dir).resolve()), tuple(overrides)
+
+
+def resume_run(cfg: DictConfig, overrides: list[str]) -> Resumption:
+    """For `resume=`: the validated config to continue with and the checkpoint (each
+    spawned rank loads it again; this process has its state). The config must be known
+    before the launch, since it says how many processes to start."""
+    checked = _checked.pop(_key(cfg, overrides), None)
+    if checked is not None:
+        return checked if checked.checkpoint else Resumption(cfg)
+    validate_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     resumed = resume_checkpoint(cfg.resume, run_dir)
     if resumed is None:
-        log.info("resume=auto: no checkpoint in %s yet, starting the run", run_dir)
-        return cfg, None
+        return Resumption(cfg)
     path, state = resumed
-    log.info("resuming from %s (step %d)", path, state["global_step"])
-    return resume_config(state["config"], cfg, overrides), path
+    config = resume_config(state["config"], cfg, overrides)
+    validate_config(config)
+    return Resumption(config, path, state)
 
 
 def check_resume(cfg: DictConfig, overrides: list[str]) -> None:
     """Everything `resume=` would refuse, checked before anything is written into the run
-    folder (project/run_folder.py calls it from Hydra's `on_run_start`)."""
-    validate_config(cfg)
-    resumed_cfg, _ = resume_run(cfg, overrides)
-    validate_config(resumed_cfg)
+    folder (project/run_folder.py calls it from Hydra's `on_run_start`); train() then
+    takes the result instead of reading the checkpoint again."""
+    _checked[_key(cfg, overrides)] = resume_run(cfg, overrides)

@@ -122,12 +122,18 @@ class LoaderConfig:
 
 @dataclass
 class LoggerConfig:
-    tensorboard: bool = _field(True, resume=True)
+    # Which trackers are on: configs/logger/<name>.yaml sets its flag (project/trackers/).
+    tensorboard: bool = _field(False, resume=True)  # TensorBoard events in the run folder
     csv: bool = _field(False, resume=True)  # metrics.csv, one row per epoch
     mlflow: bool = _field(False, resume=True)  # an MLflow run (optional extra `tracking`)
-    # tracking server or store; null = the file store <paths.log_dir>/mlruns
+    wandb: bool = _field(False, resume=True)  # a W&B run (optional extra `wandb`)
+    # MLflow tracking server or store; null = the file store <paths.log_dir>/mlruns
     mlflow_uri: str | None = _field(None, resume=True)
     mlflow_experiment: str = _field("default", resume=True)  # MLflow experiment name
+    wandb_project: str | None = _field(None, resume=True)  # null = the task_name (train, debug)
+    wandb_entity: str | None = _field(None, resume=True)  # W&B user or team; null = yours
+    # offline: files under <run>/wandb, no account or network; online: live (wandb login)
+    wandb_mode: str = _field("offline", resume=True, choices=("offline", "online", "disabled"))
     log_every_n_steps: int = _field(50, resume=True, min=1)
     progress_bar: bool | None = _field(None, resume=True)  # null = on when stderr is a terminal
 

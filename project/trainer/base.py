@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader
@@ -38,6 +39,7 @@ from project.distributed import (
     any_rank,
 )
 from project.errors import Preempted, UserError
+from project.trackers.run_logger import RunLogger
 from project.trainer import nonfinite, state
 from project.trainer.data_wait import DataWaitMonitor
 from project.trainer.early_stopping import EarlyStopping
@@ -54,7 +56,6 @@ from project.trainer.progress import (
     progress_bar,
     progress_bar_enabled,
 )
-from project.trainer.run_logger import RunLogger
 from project.trainer.validation import num_batches, validate
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class BaseTrainer:
         self.show_progress = process.is_main and progress_bar_enabled(logger_cfg.progress_bar)
         self.logger_cfg = logger_cfg
         self.resumed_trackers: dict[str, str] = {}  # tracker run ids from a checkpoint
-        self.run_logger = RunLogger(None)  # opened by fit(), which knows the resumed step
+        self.run_logger = RunLogger()  # opened by fit(), which knows the resumed step
         self.profiler: StepProfiler | None = None  # trainer.profile: set up by fit()
         self.data_wait = DataWaitMonitor()
         self.progress_line = ProgressLine(process.world_size)
@@ -154,16 +155,6 @@ class BaseTrainer:
     @property
     def scaler(self) -> torch.amp.GradScaler | None:
         return self.precision.scaler
-
-    def _mlflow_settings(self) -> dict[str, Any] | None:
-        if not self.logger_cfg.mlflow or self.run_dir is None:
-            return None
-        return {
-            "uri": self.logger_cfg.mlflow_uri,
-            "experiment": self.logger_cfg.mlflow_experiment,
-            "run_name": Path(self.run_dir).name,
-            "run_id": self.resumed_trackers.get("mlflow_run_id"),  # resume: the same run
-        }
 
     # ---- what a task implements -------------------------------------------------------
 
@@ -198,13 +189,14 @@ class BaseTrainer:
         # A resumed run continues its curves: what the interrupted run logged after the
         # checkpoint's step is dropped (purge_step), so no step appears twice; what it
         # logged at that step (an epoch's metrics) stays, as the resumed run will not.
-        self.run_logger = RunLogger(
+        self.run_logger = RunLogger.open(
+            self.logger_cfg,
             self.run_dir if self.process.is_main else None,
-            tensorboard=self.logger_cfg.tensorboard,
             purge_step=self.global_step + 1 if self.global_step else None,
-            csv=self.logger_cfg.csv,
-            mlflow=self._mlflow_settings(),
+            resumed_ids=self.resumed_trackers,
         )
+        if self.run_config and not self.global_step:  # TensorBoard's TEXT tab, an MLflow file
+            self.run_logger.text("config", OmegaConf.to_yaml(self.run_config), 0)
         batch_size = train_loader.batch_size or 0
         log.info(
             "training %s: %d epochs, %d batches per epoch of %d samples per process, "

@@ -43,7 +43,7 @@ class ClassificationTrainer(BaseTrainer):
         if self.top_k > 1:
             top = logits.topk(min(self.top_k, classes), dim=1).indices
             sums[f"top{self.top_k}"] = (top == targets[:, None]).any(dim=1).sum()
-        if self.worst is not None and self.run_logger.writer is not None:
+        if self.worst is not None and self.run_logger.takes_images:
             self.worst.observe(images, targets, logits)
         return sums, targets.shape[0]
 

@@ -171,3 +171,30 @@ def test_sigterm_finishes_the_step_saves_and_exits_with_the_documented_code(tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     resumed = final_state(run_dir)
     assert (resumed["global_step"], resumed["epoch"]) == (15 * epochs, epochs)
+
+
+COUNT_CHECKPOINT_READS = """
+import atexit, runpy, sys, torch
+reads = []
+original = torch.load
+def counting(file, *args, **kwargs):
+    reads.append(str(file))
+    return original(file, *args, **kwargs)
+torch.load = counting
+atexit.register(lambda: print("checkpoint reads:", [r for r in reads if r.endswith(".pt")]))
+sys.argv = ["train.py", *sys.argv[1:]]
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+def test_a_resumed_checkpoint_is_read_once(tmp_path):
+    """Hydra's on_run_start validates the resume (before anything is written) and reads
+    the checkpoint; train() then uses what it read instead of loading it again."""
+    first = run_script("train.py", "debug=fast", f"hydra.run.dir={tmp_path}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    result = subprocess.run(
+        [sys.executable, "-c", COUNT_CHECKPOINT_READS, f"resume={tmp_path}", "trainer.max_epochs=2"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"checkpoint reads: ['{tmp_path / 'checkpoints' / 'last.pt'}']" in result.stdout

@@ -237,3 +237,26 @@ def test_models_table_is_what_the_sizes_script_prints():
     table = result.stdout.strip()
     assert table.count("\n") >= 12
     assert table in section("Models")
+
+
+def test_the_tensorboard_screenshot_script_makes_the_readme_picture(tmp_path, trained_run):
+    [command] = commands(ALL_DOCS, "python docs/tools/tensorboard_screenshot.py")
+    assert "](docs/images/tensorboard.png)" in README
+    with Image.open(REPO_ROOT / "docs" / "images" / "tensorboard.png") as committed:
+        assert committed.size == (1400, 1000)
+    out = tmp_path / "shot.png"
+    result = subprocess.run(
+        [sys.executable, *shlex.split(command)[1:], "--run", str(trained_run), "--out", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if not any(
+        shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome", "chrome")
+    ):
+        # CI has no browser: the script says so in one line, before any training.
+        assert result.returncode == 1 and "no Chromium found" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr[-3000:]
+    with Image.open(out) as shot:
+        assert shot.size == (1400, 1000)
+        # A page with charts, not a blank or error page: many distinct colours.
+        assert len(shot.convert("RGB").getcolors(maxcolors=1 << 16) or []) > 50

@@ -2,7 +2,8 @@
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from project.trainer.run_logger import RunLogger
+from project.trackers.run_logger import RunLogger
+from project.trackers.tensorboard import TensorBoardTracker
 
 
 def steps_on_disk(run_dir, tag):
@@ -12,7 +13,7 @@ def steps_on_disk(run_dir, tag):
 
 
 def test_scalars_are_batched_and_all_reach_disk_in_order(tmp_path):
-    logger = RunLogger(tmp_path)
+    logger = RunLogger([TensorBoardTracker(tmp_path, purge_step=None)])
     for step in range(1, 6):
         logger.scalars({"train/loss_step": 1.0 / step}, step)
     assert len(logger.pending) == 5  # held back: no writer-thread wake-up per step
@@ -27,8 +28,25 @@ def test_scalars_are_batched_and_all_reach_disk_in_order(tmp_path):
 
 
 def test_scalars_are_handed_over_once_the_batch_interval_passed(tmp_path):
-    logger = RunLogger(tmp_path)
+    logger = RunLogger([TensorBoardTracker(tmp_path, purge_step=None)])
     logger.batch_seconds = 0.0
     logger.scalars({"train/loss_step": 1.0}, 1)
     assert logger.pending == []
     logger.close()
+
+
+class Broken(TensorBoardTracker):
+    name = "broken"
+
+    def scalars(self, batch):
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failing_tracker_is_switched_off_and_the_others_go_on(tmp_path, caplog):
+    good, broken = TensorBoardTracker(tmp_path, None), Broken(tmp_path / "b", None)
+    logger = RunLogger([broken, good])
+    logger.scalars({"val/acc": 0.5}, 1, now=True)
+    logger.scalars({"val/acc": 0.6}, 2, now=True)
+    logger.close()
+    assert logger.trackers == [] and steps_on_disk(tmp_path, "val/acc") == [1, 2]
+    assert caplog.text.count("logger: broken failed (OSError") == 1  # once, then off

@@ -1,4 +1,4 @@
-"""`logger.mlflow=true`: the run's metrics, config and images in MLflow.
+"""`logger=mlflow`: the run's metrics, config, config text and images in MLflow.
 
 A local file store (`<paths.log_dir>/mlruns`) unless `logger.mlflow_uri` names a tracking
 server. The run id is kept in the checkpoint, so `resume=` continues the same MLflow run;
@@ -10,19 +10,23 @@ mlflow is imported only when this backend is on (the optional extra `tracking`).
 import time
 from typing import Any
 
-import numpy as np
 from torch import Tensor
+
+from project.trackers import Tracker, image_pixels
 
 MAX_PARAM_LENGTH = 500  # MLflow refuses longer parameter values
 
 
-class MlflowRun:
+class MlflowTracker(Tracker):
+    name = "mlflow"
+    takes_images = True
+
     def __init__(self, tracking_uri: str, experiment: str, run_name: str, run_id: str | None):
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
             raise ImportError(
-                "logger.mlflow=true needs mlflow: uv sync --extra tracking (make env includes it)"
+                "logger=mlflow needs mlflow: uv sync --extra tracking (make env includes it)"
             ) from None
         self.client = MlflowClient(tracking_uri)
         self.resumed = run_id is not None
@@ -36,19 +40,19 @@ class MlflowRun:
             self.client.update_run(run_id, status="RUNNING")
         self.run_id = run_id
 
-    def metrics(self, pending: list[tuple[dict[str, float], int]]) -> None:
+    def scalars(self, batch: list[tuple[dict[str, float], int]]) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [
+        metrics = [
             Metric(name, float(value), now, step)
-            for values, step in pending
+            for values, step in batch
             for name, value in values.items()
         ]
-        for start in range(0, len(batch), 1000):  # MLflow's batch limit
-            self.client.log_batch(self.run_id, metrics=batch[start : start + 1000])
+        for start in range(0, len(metrics), 1000):  # MLflow's batch limit
+            self.client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
 
-    def parameters(self, flat_config: dict[str, Any]) -> None:
+    def hyperparameters(self, flat_config: dict[str, Any], metrics: dict[str, float]) -> None:
         """Once per run: MLflow refuses to change a logged parameter (a resume would)."""
         if self.resumed:
             return
@@ -59,8 +63,12 @@ class MlflowRun:
             self.client.log_batch(self.run_id, params=params[start : start + 100])
 
     def image(self, tag: str, image: Tensor, step: int) -> None:
-        pixels = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-        self.client.log_image(self.run_id, pixels, artifact_file=f"{tag}/step_{step:07d}.png")
+        self.client.log_image(
+            self.run_id, image_pixels(image), artifact_file=f"{tag}/step_{step:07d}.png"
+        )
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        self.client.log_text(self.run_id, text, artifact_file=f"{tag}.txt")
 
     def close(self) -> None:
         self.client.set_terminated(self.run_id)

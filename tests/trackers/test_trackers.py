@@ -1,5 +1,6 @@
-"""logger.csv: metrics.csv, one row per epoch, equal to metrics.json, continued on resume;
-logger.mlflow against a real MLflow server started here; a logger that fails is switched
+"""logger=csv: metrics.csv, one row per epoch, equal to metrics.json, continued on resume;
+logger=mlflow against a real MLflow server started here; logger=wandb offline, read back
+from its run files; several at once with logger=[...]; a logger that fails is switched
 off with a warning and never stops training."""
 
 import csv
@@ -39,10 +40,12 @@ def test_metrics_csv_has_a_row_per_epoch_equal_to_metrics_json_and_resumes(tmp_p
             assert float(value) == pytest.approx(last[name], rel=1e-12), name
 
 
-def test_both_loggers_at_once(tmp_path):
-    result = run_script("train.py", "debug=fast", "logger.csv=true", f"hydra.run.dir={tmp_path}")
+def test_several_loggers_at_once(tmp_path):
+    run = ["debug=fast", "logger=[tensorboard,csv]", f"hydra.run.dir={tmp_path}"]
+    result = run_script("train.py", *run)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(tmp_path.glob("events.out.tfevents.*")) and len(rows(tmp_path / "metrics.csv")) == 1
+    assert not (tmp_path / "wandb").exists()
 
 
 def test_a_failing_logger_is_switched_off_and_training_goes_on(tmp_path):
@@ -87,7 +90,7 @@ def test_mlflow_gets_metrics_params_and_images_and_a_resume_continues_the_run(
     from mlflow.tracking import MlflowClient
 
     run_dir = tmp_path / "run"
-    tracked = ["logger.mlflow=true", f"logger.mlflow_uri={mlflow_server}"]
+    tracked = ["logger=[tensorboard,mlflow]", f"logger.mlflow_uri={mlflow_server}"]
     first = run_script(
         "train.py", "debug=fast", "trainer.max_epochs=2", *tracked, f"hydra.run.dir={run_dir}"
     )
@@ -107,6 +110,79 @@ def test_mlflow_gets_metrics_params_and_images_and_a_resume_continues_the_run(
     assert len(images) == 3 and images[0].endswith("step_0000004.png")
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["trackers"] == {"mlflow_run_id": run.info.run_id}
+    config_text = client.download_artifacts(run.info.run_id, "config.txt", str(tmp_path))
+    assert "SmallCNN" in Path(config_text).read_text()
+
+
+def wandb_records(path: Path):
+    """The records of a W&B run file (`run-<id>.wandb`): LevelDB's log format (32 KiB
+    blocks of chunks with a 7-byte header) after a 7-byte W&B header, each record a
+    protobuf `Record`. wandb reads these files in Go only, so the test reads them here."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, block = path.read_bytes(), 32768
+    assert data[:4] == b":W&B"
+    position, pending = 7, b""
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # a block's tail too short for a header: padding
+            position += block - position % block
+            continue
+        length, kind = (
+            int.from_bytes(data[position + 4 : position + 6], "little"),
+            data[position + 6],
+        )
+        pending += data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):  # a full record, or the last chunk of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            yield record
+
+
+def wandb_history(path: Path) -> dict[int, dict]:
+    """step -> {key: value} of a W&B run file."""
+    history = {}
+    for record in wandb_records(path):
+        if record.WhichOneof("record_type") == "history":
+            row = {
+                "/".join(i.nested_key) or i.key: json.loads(i.value_json)
+                for i in record.history.item
+            }
+            history[row["_step"]] = row
+    return history
+
+
+def test_wandb_offline_logs_the_run_and_a_resume_keeps_its_id(tmp_path):
+    run_dir = tmp_path / "run"
+    first = run_script(
+        "train.py",
+        "debug=fast",
+        "trainer.max_epochs=2",
+        "logger=[csv,wandb]",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = run_script("train.py", f"resume={run_dir}", "trainer.max_epochs=3")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run_id = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["trackers"][
+        "wandb_run_id"
+    ]
+    folders = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert [folder.name.rsplit("-", 1)[1] for folder in folders] == [run_id, run_id]  # one run
+    before, after = (wandb_history(folder / f"run-{run_id}.wandb") for folder in folders)
+    epochs = [row for row in {**before, **after}.values() if "val/acc" in row]
+    assert [row["_step"] for row in epochs] == [4, 8, 12]
+    table = rows(run_dir / "metrics.csv")
+    assert [row["val/acc"] for row in epochs] == pytest.approx([float(r["val/acc"]) for r in table])
+    assert min(after) > max(before)  # the resumed run goes on from the checkpoint's step
+    assert before[4]["val/confusion_matrix/_type"] == "image-file"
+    images = list(folders[0].glob("files/media/images/val/*.png"))
+    assert {image.name.split("_")[0] for image in images} == {"confusion", "worst"}
+    [config] = [
+        r.config for r in wandb_records(folders[0] / f"run-{run_id}.wandb") if r.HasField("config")
+    ]
+    assert {"/".join(item.nested_key) or item.key for item in config.update} >= {"model/_target_"}
 
 
 def test_an_mlflow_server_that_is_down_is_a_warning(tmp_path):
@@ -114,7 +190,7 @@ def test_an_mlflow_server_that_is_down_is_a_warning(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens there once closed
     result = subprocess.run(
-        [sys.executable, "train.py", "debug=fast", "logger.mlflow=true",
+        [sys.executable, "train.py", "debug=fast", "logger=mlflow",
          f"logger.mlflow_uri=http://127.0.0.1:{port}", f"hydra.run.dir={tmp_path}"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"},
