@@ -102,6 +102,19 @@ class CheckpointPolicy:
     def best_score(self) -> float | None:
         return self.best["score"] if self.best else None
 
+    def check_metrics(self, metric_names: list[str], validating: bool) -> None:
+        """Fail before training when `monitor` or the filename template names a metric the
+        task does not log (`metric_names`), or one that needs a validation loader."""
+        if self.monitor not in metric_names:
+            raise UserError(
+                f"checkpoint.monitor={self.monitor!r} is not a metric of this task; choose one of: {', '.join(metric_names)}"
+            )
+        if self.monitor.startswith("val/") and not validating:
+            raise UserError(
+                f"checkpoint.monitor={self.monitor!r} needs validation, but there is no validation loader"
+            )
+        self.check_filename(metric_names)
+
     def check_filename(self, metric_names: list[str]) -> None:
         """Fail before training when the template names a key that will not exist."""
         # The longest float repr, so that a template naming a metric is checked at the

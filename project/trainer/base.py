@@ -38,7 +38,7 @@ from project.distributed import (
     all_reduce_sum,
     any_rank,
 )
-from project.errors import Preempted, UserError
+from project.errors import Preempted
 from project.trackers.run_logger import RunLogger
 from project.trainer import nonfinite, state
 from project.trainer.data_wait import DataWaitMonitor
@@ -52,6 +52,7 @@ from project.trainer.preemption import StopSignals
 from project.trainer.profiling import StepProfiler
 from project.trainer.progress import (
     ProgressLine,
+    describe_plan,
     format_metrics,
     progress_bar,
     progress_bar_enabled,
@@ -184,8 +185,7 @@ class BaseTrainer:
     ) -> dict[str, float]:
         """Train up to `max_epochs`; return the last epoch's metrics (plus the best score)."""
         if self.checkpoint_policy:
-            self._check_monitor(self.monitor, validating=val_loader is not None)
-            self.checkpoint_policy.check_filename(self.logged_metrics())
+            self.checkpoint_policy.check_metrics(self.logged_metrics(), val_loader is not None)
         # A resumed run continues its curves: what the interrupted run logged after the
         # checkpoint's step is dropped (purge_step), so no step appears twice; what it
         # logged at that step (an epoch's metrics) stays, as the resumed run will not.
@@ -197,16 +197,8 @@ class BaseTrainer:
         )
         if self.run_config and not self.global_step:  # TensorBoard's TEXT tab, an MLflow file
             self.run_logger.text("config", OmegaConf.to_yaml(self.run_config), 0)
-        batch_size = train_loader.batch_size or 0
-        log.info(
-            "training %s: %d epochs, %d batches per epoch of %d samples per process, "
-            "global batch %d (%d processes x %d accumulated), device %s, precision %s",
-            type(self.module).__name__, self.cfg.max_epochs,
-            num_batches(train_loader, self.cfg.limit_train_batches), batch_size,
-            batch_size * self.process.world_size * self.accumulate_grad_batches,
-            self.process.world_size, self.accumulate_grad_batches, self.device,
-            self.cfg.precision,
-        )  # fmt: skip
+        batches = num_batches(train_loader, self.cfg.limit_train_batches)
+        log.info("training %s", describe_plan(self, train_loader, batches))
         if self.cfg.profile and self.process.is_main:
             self.profiler = StepProfiler(self.run_dir, self.device)
         try:
@@ -484,17 +476,6 @@ class BaseTrainer:
     def logged_metrics(self) -> list[str]:
         """Metrics a checkpoint can be judged and named by."""
         return [f"val/{name}" for name in self.validation_metrics] + ["train/loss"]
-
-    def _check_monitor(self, monitor: str, validating: bool) -> None:
-        available = self.logged_metrics()
-        if monitor not in available:
-            raise UserError(
-                f"checkpoint.monitor={monitor!r} is not a metric of this task; choose one of: {', '.join(available)}"
-            )
-        if monitor.startswith("val/") and not validating:
-            raise UserError(
-                f"checkpoint.monitor={monitor!r} needs validation, but there is no validation loader"
-            )
 
     def _log_step(self, loss: Tensor, bar) -> None:
         lr = self.optimizer.param_groups[0]["lr"]

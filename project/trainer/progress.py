@@ -68,3 +68,15 @@ class ProgressLine:
             format_duration((total_steps - step) / steps_per_second),
         )  # fmt: skip
         self.mark = (now, samples, step)
+
+
+def describe_plan(trainer, loader, batches: int) -> str:
+    """What `fit` is about to do, for the log: model, epochs, batches, devices."""
+    batch_size, world = loader.batch_size or 0, trainer.process.world_size
+    accumulated = trainer.accumulate_grad_batches
+    return (
+        f"{type(trainer.module).__name__}: {trainer.cfg.max_epochs} epochs, {batches} batches "
+        f"per epoch of {batch_size} samples per process, global batch "
+        f"{batch_size * world * accumulated} ({world} processes x {accumulated} accumulated), "
+        f"device {trainer.device}, precision {trainer.cfg.precision}"
+    )
