@@ -4,9 +4,10 @@ A task subclass implements only `training_step` and `validation_step` (see
 classification.py). This file is the loop: fit -> epochs -> steps, validation and saves
 at epoch ends. Each concern the loop touches has a small file beside it: mixed precision
 and the optimizer step (precision.py), the position inside an epoch (position.py), what
-a checkpoint holds (state.py), the validation pass (validation.py), non-finite losses
-and weights (nonfinite.py), trackers (run_logger.py), progress bars and log lines
-(progress.py), EMA, early stopping, signals, profiling.
+a checkpoint holds (state.py), the validation pass (validation.py), an epoch's training
+metrics (epoch_metrics.py), non-finite losses and weights (nonfinite.py), where the model
+runs (placement.py), progress bars and log lines (progress.py), EMA, early stopping,
+signals, profiling; the trackers live in project/trackers/.
 
 The per-step path is kept lean on purpose: no host sync (a NaN loss is looked for every
 `log_every_n_steps` steps, before saves and at epoch ends, not per step), no formatting,
@@ -35,7 +36,6 @@ from project.data.sampling import EpochSampler
 from project.distributed import (
     SINGLE_PROCESS,
     ProcessContext,
-    all_reduce_sum,
     any_rank,
 )
 from project.errors import Preempted
@@ -44,7 +44,7 @@ from project.trainer import nonfinite, state
 from project.trainer.data_wait import DataWaitMonitor
 from project.trainer.early_stopping import EarlyStopping
 from project.trainer.ema import WeightEMA
-from project.trainer.nonfinite import NonFiniteLoss
+from project.trainer.epoch_metrics import epoch_metrics
 from project.trainer.placement import place_model
 from project.trainer.position import EpochPosition
 from project.trainer.precision import Precision
@@ -54,6 +54,7 @@ from project.trainer.progress import (
     ProgressLine,
     describe_plan,
     format_metrics,
+    log_step,
     progress_bar,
     progress_bar_enabled,
 )
@@ -312,7 +313,8 @@ class BaseTrainer:
             fetch_start = time.perf_counter()
         bar.close()
         # Throughput and data waiting leave out the compiling step (timed above).
-        return self._epoch_metrics(
+        return epoch_metrics(
+            self,
             loader, start, data_wait, time.perf_counter() - epoch_start - compile_seconds,
             compile_seconds, compile_samples,
         )  # fmt: skip
@@ -341,7 +343,7 @@ class BaseTrainer:
             self.ema.update(updates_before=step - 1)
         if step % self.log_every_n_steps == 0:
             self.check_losses_finite(agree=True)
-            self._log_step(loss, bar)
+            log_step(self, loss, bar)
         if self.process.distributed:  # every rank stops at the same step, or the others hang
             if step % STOP_CHECK_EVERY_N_STEPS == 0 and any_rank(
                 self.stop_signals.received is not None, self.device
@@ -360,35 +362,6 @@ class BaseTrainer:
             self.run_logger.flush()
             policy.save_resumable(step, self.training_state)
         return False
-
-    def _epoch_metrics(
-        self, loader, start, data_wait, elapsed, compile_seconds, compile_samples
-    ) -> dict[str, float]:
-        if not self.position.counts:  # every batch skipped for a non-finite loss
-            raise NonFiniteLoss(
-                f"every batch of epoch {self.epoch + 1} had a NaN or infinite loss (trainer.nan_policy=skip_batch); lower optimizer.lr or check the data"
-            )
-        self.check_losses_finite(agree=True)
-        # Summed over ranks: the epoch's loss is the mean over every sample of every rank.
-        totals = all_reduce_sum(self.position.totals(self.device, trained_from=start))
-        loss_sum, samples, trained = totals.tolist()
-        self.position.reset()
-        # The share of the epoch this process spent waiting for batches (ranks differ
-        # little, as they step together; rank 0's is logged).
-        data_wait_fraction = data_wait / elapsed
-        if self.process.is_main:
-            self.data_wait.check(data_wait_fraction, loader)
-        metrics = {
-            "train/loss": loss_sum / samples,
-            "train/samples_per_sec": (trained - compile_samples) / elapsed,
-            "train/data_wait_fraction": data_wait_fraction,
-            "lr": self.optimizer.param_groups[0]["lr"],
-        }
-        if compile_seconds:
-            metrics["train/compile_seconds"] = compile_seconds
-        if self.skip_non_finite:
-            metrics["train/skipped_batches"] = float(self.skipped_batches)
-        return metrics
 
     def optimizer_step(self) -> None:
         if self.window_has_gradients:  # else every batch of the window was skipped
@@ -476,23 +449,3 @@ class BaseTrainer:
     def logged_metrics(self) -> list[str]:
         """Metrics a checkpoint can be judged and named by."""
         return [f"val/{name}" for name in self.validation_metrics] + ["train/loss"]
-
-    def _log_step(self, loss: Tensor, bar) -> None:
-        lr = self.optimizer.param_groups[0]["lr"]
-        value = self.run_logger.training_step(self.global_step, loss, lr)
-        if not self.show_progress and self.process.is_main:  # CI, SLURM, nohup: a text line
-            total = self.cfg.max_epochs * self.steps_per_epoch
-            self.progress_line.log(
-                step=self.global_step,
-                total_steps=min(total, self.max_steps) if self.max_steps else total,
-                epoch=f"{self.epoch + 1}/{self.cfg.max_epochs}",
-                samples=sum(self.position.counts),
-                loss=value,
-                lr=lr,
-            )
-        # The last validation result rides along so the bar shows loss and metric together.
-        shown = {"loss": f"{value:.4f}", "lr": f"{lr:.3g}"}
-        shown.update(
-            {name: f"{v:.4f}" for name, v in self.last_metrics.items() if name.startswith("val/")}
-        )
-        bar.set_postfix(shown, refresh=False)

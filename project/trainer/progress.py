@@ -80,3 +80,26 @@ def describe_plan(trainer, loader, batches: int) -> str:
         f"{batch_size * world * accumulated} ({world} processes x {accumulated} accumulated), "
         f"device {trainer.device}, precision {trainer.cfg.precision}"
     )
+
+
+def log_step(trainer, loss, bar) -> None:
+    """Every `log_every_n_steps` steps: the step's loss and LR to the trackers, a text
+    line where no bar is drawn, and the bar's postfix. One host read (the loss)."""
+    lr = trainer.optimizer.param_groups[0]["lr"]
+    value = trainer.run_logger.training_step(trainer.global_step, loss, lr)
+    if not trainer.show_progress and trainer.process.is_main:  # CI, SLURM, nohup
+        total = trainer.cfg.max_epochs * trainer.steps_per_epoch
+        trainer.progress_line.log(
+            step=trainer.global_step,
+            total_steps=min(total, trainer.max_steps) if trainer.max_steps else total,
+            epoch=f"{trainer.epoch + 1}/{trainer.cfg.max_epochs}",
+            samples=sum(trainer.position.counts),
+            loss=value,
+            lr=lr,
+        )
+    # The last validation result rides along so the bar shows loss and metric together.
+    shown = {"loss": f"{value:.4f}", "lr": f"{lr:.3g}"}
+    shown.update(
+        {name: f"{v:.4f}" for name, v in trainer.last_metrics.items() if name.startswith("val/")}
+    )
+    bar.set_postfix(shown, refresh=False)

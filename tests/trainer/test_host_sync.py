@@ -17,14 +17,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from project.schema import LoggerConfig, TrainerConfig
-from project.trainer import ClassificationTrainer
+from project.trainer import ClassificationTrainer, base
 from tests.trainer.test_trainer import make_data
 
 HOST_READS = ("item", "__bool__", "tolist", "cpu")
 SYNC_POINTS = (
-    "check_losses_finite", "_log_step", "_epoch_metrics", "check_weights_finite",
-    "evaluate", "on_validation_end", "training_state",
+    "check_losses_finite", "check_weights_finite", "evaluate", "on_validation_end",
+    "training_state",
 )  # fmt: skip
+# Helpers base.py calls by name: the step's logging and the epoch's training metrics.
+SYNC_FUNCTIONS = ("log_step", "epoch_metrics")
 LOG_EVERY = 4
 DATALOADER = os.path.join("torch", "utils", "data", "")
 
@@ -43,18 +45,27 @@ def trainer_on(device: torch.device, trainer_class=ClassificationTrainer, **opti
 @contextlib.contextmanager
 def inside_sync_points(trainer, on_enter, on_exit):
     """Call `on_enter`/`on_exit` around each of the trainer's sync points."""
-    for name in SYNC_POINTS:
-        method = getattr(trainer, name)
 
-        def wrapped(*args, _method=method, **kwargs):
+    def wrap(function):
+        def wrapped(*args, **kwargs):
             on_enter()
             try:
-                return _method(*args, **kwargs)
+                return function(*args, **kwargs)
             finally:
                 on_exit()
 
-        setattr(trainer, name, wrapped)
-    yield
+        return wrapped
+
+    for name in SYNC_POINTS:
+        setattr(trainer, name, wrap(getattr(trainer, name)))
+    originals = {name: getattr(base, name) for name in SYNC_FUNCTIONS}
+    for name, function in originals.items():
+        setattr(base, name, wrap(function))
+    try:
+        yield
+    finally:
+        for name, function in originals.items():
+            setattr(base, name, function)
 
 
 def host_reads_outside_sync_points(trainer, monkeypatch) -> tuple[list, int]:
