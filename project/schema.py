@@ -127,7 +127,7 @@ class LoggerConfig:
     csv: bool = _field(False, resume=True)  # metrics.csv, one row per epoch
     mlflow: bool = _field(False, resume=True)  # an MLflow run (optional extra `tracking`)
     wandb: bool = _field(False, resume=True)  # a W&B run (optional extra `wandb`)
-    # MLflow tracking server or store; null = the file store <paths.log_dir>/mlruns
+    # MLflow tracking server or store; null = the SQLite store <paths.log_dir>/mlflow.db
     mlflow_uri: str | None = _field(None, resume=True)
     mlflow_experiment: str = _field("default", resume=True)  # MLflow experiment name
     wandb_project: str | None = _field(None, resume=True)  # null = the task_name (train, debug)

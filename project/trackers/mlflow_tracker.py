@@ -1,13 +1,15 @@
 """`logger=mlflow`: the run's metrics, config, config text and images in MLflow.
 
-A local file store (`<paths.log_dir>/mlruns`) unless `logger.mlflow_uri` names a tracking
-server. The run id is kept in the checkpoint, so `resume=` continues the same MLflow run;
+A local SQLite store (`<paths.log_dir>/mlflow.db`, artifacts in `mlartifacts/` beside it)
+unless `logger.mlflow_uri` names a tracking server. (MLflow 3 refuses its old file store
+`mlruns/` unless MLFLOW_ALLOW_FILE_STORE=true is set.) The run id is kept in the checkpoint, so `resume=` continues the same MLflow run;
 steps logged after the checkpoint by an interrupted run stay in MLflow's history (it
 cannot delete metric points), which TensorBoard's purge and metrics.csv do drop.
 mlflow is imported only when this backend is on (the optional extra `tracking`).
 """
 
 import time
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor
@@ -15,6 +17,14 @@ from torch import Tensor
 from project.trackers import Tracker, image_pixels
 
 MAX_PARAM_LENGTH = 500  # MLflow refuses longer parameter values
+
+
+def local_artifacts(tracking_uri: str) -> str | None:
+    """A local SQLite store keeps its artifacts beside the database, not in MLflow's
+    default `./mlartifacts` of whatever folder the run was started from."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None  # a server decides
+    return (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
 
 
 class MlflowTracker(Tracker):
@@ -33,7 +43,9 @@ class MlflowTracker(Tracker):
         if run_id is None:
             found = self.client.get_experiment_by_name(experiment)
             experiment_id = (
-                found.experiment_id if found else self.client.create_experiment(experiment)
+                found.experiment_id
+                if found
+                else self.client.create_experiment(experiment, local_artifacts(tracking_uri))
             )
             run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
         else:

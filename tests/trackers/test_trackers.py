@@ -185,6 +185,26 @@ def test_wandb_offline_logs_the_run_and_a_resume_keeps_its_id(tmp_path):
     assert {"/".join(item.nested_key) or item.key for item in config.update} >= {"model/_target_"}
 
 
+def test_mlflow_without_a_server_logs_to_a_sqlite_store_in_the_log_folder(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    run = [
+        "debug=fast",
+        "logger=mlflow",
+        f"paths.log_dir={tmp_path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    result = run_script("train.py", *run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "logger: mlflow failed" not in (tmp_path / "run" / "train.log").read_text()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    [experiment] = [e for e in client.search_experiments() if e.name == "default"]
+    [logged] = client.search_runs([experiment.experiment_id])
+    assert logged.info.status == "FINISHED" and "val/acc" in logged.data.metrics
+    artifacts = [a.path for a in client.list_artifacts(logged.info.run_id)]
+    assert "config.txt" in artifacts and (tmp_path / "mlartifacts").is_dir()
+
+
 def test_an_mlflow_server_that_is_down_is_a_warning(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
