@@ -53,14 +53,14 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Check the config, then train here or in spawned DDP workers; rank 0's metrics."""
+    if not cfg.resume:  # a resume was validated by Hydra's on_run_start (resume.py)
+        validate_config(cfg)
     OmegaConf.resolve(cfg)  # the checkpoint and TensorBoard record concrete values
     state = checkpoint = None
-    if cfg.resume:  # validated (and the checkpoint read) by Hydra's on_run_start already
+    if cfg.resume:  # its checkpoint was read then too: resume_run hands over what it read
         resumption = resume_run(cfg, list(HydraConfig.get().overrides.task))
         log.info(resumption.describe())
         cfg, checkpoint, state = resumption.config, resumption.checkpoint, resumption.state
-    else:
-        validate_config(cfg)
     export_slurm_environment()
     plan = plan_launch(cfg.trainer)
     if plan.spawn:  # each worker reads the checkpoint: cheaper than pickling it over
