@@ -40,10 +40,16 @@ class Tracker:
 
 
 def open_backends(
-    settings: Any, run_dir: Path, purge_step: int | None, resumed_ids: dict[str, str]
+    settings: Any,
+    run_dir: Path,
+    purge_step: int | None,
+    resumed_ids: dict[str, str],
+    flat_config: dict[str, Any],
 ) -> list[tuple[str, Any]]:
     """(name, a function that opens it) for each backend `settings` (a LoggerConfig)
-    turns on. Opening is left to the caller, which turns a failure into a warning."""
+    turns on. Opening is left to the caller, which turns a failure into a warning.
+    Trackers with a run of their own get the config when it opens, so a run that crashes
+    or is preempted still shows what it trained."""
     from project.trackers.csv_log import CsvTracker
     from project.trackers.mlflow_tracker import MlflowTracker
     from project.trackers.tensorboard import TensorBoardTracker
@@ -57,6 +63,7 @@ def open_backends(
             settings.mlflow_experiment,
             run_dir.name,
             resumed_ids.get("mlflow_run_id"),
+            flat_config,
         ),  # fmt: skip
         "wandb": lambda: WandbTracker(
             run_dir,
@@ -64,6 +71,7 @@ def open_backends(
             settings.wandb_entity,
             settings.wandb_mode,
             resumed_ids.get("wandb_run_id"),
+            flat_config,
         ),  # fmt: skip
     }
     return [(name, opener) for name, opener in backends.items() if getattr(settings, name)]

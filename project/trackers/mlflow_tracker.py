@@ -31,7 +31,14 @@ class MlflowTracker(Tracker):
     name = "mlflow"
     takes_images = True
 
-    def __init__(self, tracking_uri: str, experiment: str, run_name: str, run_id: str | None):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        run_name: str,
+        run_id: str | None,
+        flat_config: dict[str, Any],
+    ):
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
@@ -39,7 +46,6 @@ class MlflowTracker(Tracker):
                 "logger=mlflow needs mlflow: uv sync --extra tracking (make env includes it)"
             ) from None
         self.client = MlflowClient(tracking_uri)
-        self.resumed = run_id is not None
         if run_id is None:
             found = self.client.get_experiment_by_name(experiment)
             experiment_id = (
@@ -48,7 +54,8 @@ class MlflowTracker(Tracker):
                 else self.client.create_experiment(experiment, local_artifacts(tracking_uri))
             )
             run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
-        else:
+            self._log_parameters(run_id, flat_config)
+        else:  # its parameters were logged when it started: MLflow refuses to change them
             self.client.update_run(run_id, status="RUNNING")
         self.run_id = run_id
 
@@ -64,15 +71,12 @@ class MlflowTracker(Tracker):
         for start in range(0, len(metrics), 1000):  # MLflow's batch limit
             self.client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
 
-    def hyperparameters(self, flat_config: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Once per run: MLflow refuses to change a logged parameter (a resume would)."""
-        if self.resumed:
-            return
+    def _log_parameters(self, run_id: str, flat_config: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
         params = [Param(key, str(value)[:MAX_PARAM_LENGTH]) for key, value in flat_config.items()]
         for start in range(0, len(params), 100):
-            self.client.log_batch(self.run_id, params=params[start : start + 100])
+            self.client.log_batch(run_id, params=params[start : start + 100])
 
     def image(self, tag: str, image: Tensor, step: int) -> None:
         self.client.log_image(

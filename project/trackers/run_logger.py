@@ -41,13 +41,16 @@ class RunLogger:
         run_dir: Path | None,
         purge_step: int | None = None,
         resumed_ids: dict[str, str] | None = None,
+        config: dict[str, Any] | None = None,
     ) -> "RunLogger":
         """The trackers `settings` (a LoggerConfig) turns on, writing into `run_dir`
         (None: none, as on ranks other than 0). `purge_step`: a resumed run drops what the
         interrupted run logged from that step on, where the tracker can."""
         trackers = []
         if run_dir is not None:
-            for name, opener in open_backends(settings, run_dir, purge_step, resumed_ids or {}):
+            flat_config = flatten_config(config or {})
+            openers = open_backends(settings, run_dir, purge_step, resumed_ids or {}, flat_config)
+            for name, opener in openers:
                 try:
                     trackers.append(opener())
                 except Exception as error:  # a server that is down, a missing package
@@ -120,7 +123,7 @@ class RunLogger:
 
     def hyperparameters(self, config: dict[str, Any], metrics: dict[str, float]) -> None:
         """The run's flattened config next to its final metrics (TensorBoard's HPARAMS
-        tab, MLflow's parameters, W&B's config and summary)."""
+        tab, W&B's summary; MLflow and W&B got the config when their run opened)."""
         self.hand_over()
         self._each("hyperparameters", flatten_config(config), metrics)
 

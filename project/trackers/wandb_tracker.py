@@ -23,7 +23,13 @@ class WandbTracker(Tracker):
     takes_images = True
 
     def __init__(
-        self, run_dir: Path, project: str, entity: str | None, mode: str, run_id: str | None
+        self,
+        run_dir: Path,
+        project: str,
+        entity: str | None,
+        mode: str,
+        run_id: str | None,
+        flat_config: dict[str, Any],
     ):
         try:
             import wandb
@@ -40,6 +46,7 @@ class WandbTracker(Tracker):
             resume="allow" if run_id else None,
             dir=str(run_dir),
             mode=mode,
+            config=flat_config,
             reinit="create_new",  # several trainers in one process (tests, sweeps)
             # No stdout capture (train.log has it) and no system-metrics sampling thread,
             # which would compete with the data loader for the CPU.
@@ -58,8 +65,7 @@ class WandbTracker(Tracker):
         self.run.log({tag: self.wandb.Html(f"<pre>{html.escape(text)}</pre>")}, step=step)
 
     def hyperparameters(self, flat_config: dict[str, Any], metrics: dict[str, float]) -> None:
-        self.run.config.update(flat_config, allow_val_change=True)
-        self.run.summary.update(metrics)
+        self.run.summary.update(metrics)  # the config went in when the run opened
 
     def close(self) -> None:
         self.run.finish()

@@ -195,6 +195,7 @@ class BaseTrainer:
             self.run_dir if self.process.is_main else None,
             purge_step=self.global_step + 1 if self.global_step else None,
             resumed_ids=self.resumed_trackers,
+            config=self.run_config,
         )
         if self.run_config and not self.global_step:  # TensorBoard's TEXT tab, an MLflow file
             self.run_logger.text("config", OmegaConf.to_yaml(self.run_config), 0)
