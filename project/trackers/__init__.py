@@ -3,8 +3,8 @@
 The trainer and the tasks talk to one `RunLogger` (run_logger.py); it hands what they log
 to each backend that is on, a `Tracker` subclass in its own file here. Several can be on
 at once: `logger=[tensorboard,csv,mlflow,wandb]`. Adding one (say, Neptune): subclass
-`Tracker`, override what it can record, add it to `BACKENDS` below and a
-configs/logger/<name>.yaml that sets its flag.
+`Tracker`, override what it can record, add it to the table in `open_backends` below,
+a flag to `LoggerConfig` (project/schema.py) and a configs/logger/<name>.yaml setting it.
 """
 
 from pathlib import Path
@@ -64,7 +64,7 @@ def open_backends(
             run_dir.name,
             resumed_ids.get("mlflow_run_id"),
             flat_config,
-        ),  # fmt: skip
+        ),
         "wandb": lambda: WandbTracker(
             run_dir,
             settings.wandb_project,
@@ -72,7 +72,7 @@ def open_backends(
             settings.wandb_mode,
             resumed_ids.get("wandb_run_id"),
             flat_config,
-        ),  # fmt: skip
+        ),
     }
     return [(name, opener) for name, opener in backends.items() if getattr(settings, name)]
 

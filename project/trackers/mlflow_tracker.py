@@ -2,9 +2,10 @@
 
 A local SQLite store (`<paths.log_dir>/mlflow.db`, artifacts in `mlartifacts/` beside it)
 unless `logger.mlflow_uri` names a tracking server. (MLflow 3 refuses its old file store
-`mlruns/` unless MLFLOW_ALLOW_FILE_STORE=true is set.) The run id is kept in the checkpoint, so `resume=` continues the same MLflow run;
-steps logged after the checkpoint by an interrupted run stay in MLflow's history (it
-cannot delete metric points), which TensorBoard's purge and metrics.csv do drop.
+`mlruns/` unless MLFLOW_ALLOW_FILE_STORE=true is set.) The run id is kept in the
+checkpoint, so `resume=` continues the same MLflow run; steps logged after the checkpoint
+by an interrupted run stay in MLflow's history (it cannot delete metric points), which
+TensorBoard's purge and metrics.csv do drop.
 mlflow is imported only when this backend is on (the optional extra `tracking`).
 """
 

@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 class RunLogger:
     batch_seconds = 30.0
 
-    def __init__(self, trackers: list[Tracker] | None = None):
+    def __init__(self, trackers: list[Tracker] | None = None, flat_config: dict | None = None):
         self.trackers = list(trackers or [])
+        self.flat_config = flat_config or {}  # the run's config, flattened once
         self.pending: list[tuple[dict[str, float], int]] = []
         self.last_handover = time.monotonic()
 
@@ -46,16 +47,15 @@ class RunLogger:
         """The trackers `settings` (a LoggerConfig) turns on, writing into `run_dir`
         (None: none, as on ranks other than 0). `purge_step`: a resumed run drops what the
         interrupted run logged from that step on, where the tracker can."""
-        trackers = []
+        trackers, flat_config = [], flatten_config(config or {})
         if run_dir is not None:
-            flat_config = flatten_config(config or {})
             openers = open_backends(settings, run_dir, purge_step, resumed_ids or {}, flat_config)
             for name, opener in openers:
                 try:
                     trackers.append(opener())
                 except Exception as error:  # a server that is down, a missing package
                     _warn(name, error)
-        return cls(trackers)
+        return cls(trackers, flat_config)
 
     @property
     def takes_images(self) -> bool:
@@ -121,11 +121,11 @@ class RunLogger:
         self.hand_over()
         self._each("text", tag, text, step)
 
-    def hyperparameters(self, config: dict[str, Any], metrics: dict[str, float]) -> None:
+    def hyperparameters(self, metrics: dict[str, float]) -> None:
         """The run's flattened config next to its final metrics (TensorBoard's HPARAMS
         tab, W&B's summary; MLflow and W&B got the config when their run opened)."""
         self.hand_over()
-        self._each("hyperparameters", flatten_config(config), metrics)
+        self._each("hyperparameters", self.flat_config, metrics)
 
     def flush(self) -> None:
         """Everything logged so far onto disk: called when a checkpoint is written, so a

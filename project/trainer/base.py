@@ -217,7 +217,7 @@ class BaseTrainer:
                 best = {f"best/{self.monitor}": self.checkpoint_policy.best_score}
                 self.run_logger.scalars(best, step=self.global_step)
                 metrics.update(best)
-            self.run_logger.hyperparameters(self.run_config, metrics)
+            self.run_logger.hyperparameters(metrics)
             return metrics
         finally:
             if self.profiler is not None:
