@@ -10,6 +10,7 @@ went non-finite are never saved, so the last checkpoint stays the last good stat
 """
 
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,13 +66,12 @@ def non_finite_weights_message(
 
 
 def first_non_finite(losses: list[Tensor], start: int) -> int | None:
-    """Index of the first NaN or infinite loss in `losses[start:]`; one host read."""
+    """Index of the first NaN or infinite loss in `losses[start:]`: one host read, of
+    the losses themselves, then tested in Python (a few dozen floats per check)."""
     if len(losses) <= start:
         return None
-    finite = torch.isfinite(torch.stack(losses[start:]).float())
-    if bool(finite.all()):
-        return None
-    return start + int((~finite).flatten().nonzero()[0])
+    values = torch.stack(losses[start:]).tolist()
+    return next((start + i for i, value in enumerate(values) if not math.isfinite(value)), None)
 
 
 def non_finite_weights(module: nn.Module) -> list[str]:
