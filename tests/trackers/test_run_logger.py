@@ -1,6 +1,9 @@
 """The run logger batches scalars for the SummaryWriter without losing or reordering any."""
 
+import numpy as np
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from project.trackers.run_logger import RunLogger
 from project.trackers.tensorboard import TensorBoardTracker
@@ -25,6 +28,20 @@ def test_scalars_are_batched_and_all_reach_disk_in_order(tmp_path):
     logger.scalars({"train/loss_step": 0.05}, 7)
     logger.close()
     assert steps_on_disk(tmp_path, "train/loss_step") == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_a_steps_scalars_share_one_event_whatever_their_number_type(tmp_path):
+    logger = RunLogger([TensorBoardTracker(tmp_path, purge_step=None)])
+    values = {"a": 0.5, "b": 3, "c": torch.tensor(0.25), "d": np.float32(1.5)}
+    logger.scalars(values, step=7)
+    logger.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    logged = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in values}
+    assert logged == {"a": [(7, 0.5)], "b": [(7, 3.0)], "c": [(7, 0.25)], "d": [(7, 1.5)]}
+    file = next(tmp_path.glob("events.out.tfevents.*"))
+    scalar_events = [e for e in EventFileLoader(str(file)).Load() if e.summary.value]
+    assert [len(event.summary.value) for event in scalar_events] == [4]
 
 
 def test_scalars_are_handed_over_once_the_batch_interval_passed(tmp_path):
