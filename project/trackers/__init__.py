@@ -7,7 +7,9 @@ at once: `logger=[tensorboard,csv,mlflow,wandb]`. Adding one (say, Neptune): sub
 a flag to `LoggerConfig` (project/schema.py) and a configs/logger/<name>.yaml setting it.
 """
 
+import importlib
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from torch import Tensor
@@ -75,6 +77,17 @@ def open_backends(
         ),
     }
     return [(name, opener) for name, opener in backends.items() if getattr(settings, name)]
+
+
+def import_optional(module: str, logger: str, extra: str) -> ModuleType:
+    """`module` of an optional tracker, or an ImportError saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = module.partition(".")[0]
+        raise ImportError(
+            f"logger={logger} needs {package}: uv sync --extra {extra} (make env includes it)"
+        ) from None
 
 
 def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import Tensor
 
-from project.trackers import Tracker, image_pixels
+from project.trackers import Tracker, image_pixels, import_optional
 
 MAX_PARAM_LENGTH = 500  # MLflow refuses longer parameter values
 
@@ -40,13 +40,8 @@ class MlflowTracker(Tracker):
         run_id: str | None,
         flat_config: dict[str, Any],
     ):
-        try:
-            from mlflow.tracking import MlflowClient
-        except ImportError:
-            raise ImportError(
-                "logger=mlflow needs mlflow: uv sync --extra tracking (make env includes it)"
-            ) from None
-        self.client = MlflowClient(tracking_uri)
+        tracking = import_optional("mlflow.tracking", logger="mlflow", extra="tracking")
+        self.client = tracking.MlflowClient(tracking_uri)
         if run_id is None:
             found = self.client.get_experiment_by_name(experiment)
             experiment_id = (

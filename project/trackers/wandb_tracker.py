@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import Tensor
 
-from project.trackers import Tracker, image_pixels
+from project.trackers import Tracker, image_pixels, import_optional
 
 
 class WandbTracker(Tracker):
@@ -31,13 +31,7 @@ class WandbTracker(Tracker):
         run_id: str | None,
         flat_config: dict[str, Any],
     ):
-        try:
-            import wandb
-        except ImportError:
-            raise ImportError(
-                "logger=wandb needs wandb: uv sync --extra wandb (make env includes it)"
-            ) from None
-        self.wandb = wandb
+        wandb = self.wandb = import_optional("wandb", logger="wandb", extra="wandb")
         self.run = wandb.init(
             project=project,
             entity=entity,

@@ -1,10 +1,14 @@
 """The run logger batches scalars for the SummaryWriter without losing or reordering any."""
 
+import sys
+
 import numpy as np
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
+from project.schema import LoggerConfig
 from project.trackers.run_logger import RunLogger
 from project.trackers.tensorboard import TensorBoardTracker
 
@@ -67,3 +71,19 @@ def test_a_failing_tracker_is_switched_off_and_the_others_go_on(tmp_path, caplog
     logger.close()
     assert logger.trackers == [] and steps_on_disk(tmp_path, "val/acc") == [1, 2]
     assert caplog.text.count("logger: broken failed (OSError") == 1  # once, then off
+
+
+@pytest.mark.parametrize(
+    ("name", "modules", "extra"),
+    [("mlflow", ["mlflow", "mlflow.tracking"], "tracking"), ("wandb", ["wandb"], "wandb")],
+)
+def test_a_tracker_whose_package_is_missing_is_off_with_how_to_install_it(
+    tmp_path, monkeypatch, caplog, name, modules, extra
+):
+    for module in modules:
+        monkeypatch.setitem(sys.modules, module, None)  # `import` now raises ImportError
+    logger = RunLogger.open(LoggerConfig(tensorboard=True, **{name: True}), tmp_path)
+    assert [tracker.name for tracker in logger.trackers] == ["tensorboard"]  # the run goes on
+    expected = f"logger: {name} failed (ImportError: logger={name} needs {name}: uv sync --extra {extra}"  # fmt: skip
+    assert expected in caplog.text
+    logger.close()
