@@ -10,8 +10,9 @@ Shared machines are noisy (identical loops here differed by up to 10% between re
 so repeats are many and short and alternate between the two loops, each repeat being one
 hand-written run and one Trainer run back to back. The ratio reported is the median over
 repeats of trainer/hand-written wall-clock time per step within a repeat: a slow spell
-hits both halves of a pair. The ratio of the plain medians and the CPU-time ratio are
-printed beside it as cross-checks.
+hits both halves of a pair. Beside it: the middle half of the paired ratios (how much one
+run's median can be trusted), and as cross-checks the ratio of the plain medians, of the
+fastest runs and of CPU time.
 
     python benchmarks/overhead.py [--repeats 31] [--mlp-steps 1500] [--cnn-steps 40]
 
@@ -124,13 +125,19 @@ def measure(
     def median(timers: list[Timer], attribute: str) -> float:
         return statistics.median(getattr(timer, attribute) for timer in timers)
 
-    ratio = statistics.median(t.wall / h.wall for t, h in zip(trainer, hand, strict=True))
+    paired = [t.wall / h.wall for t, h in zip(trainer, hand, strict=True)]
+    ratio = statistics.median(paired)
+    # The middle half of the paired ratios: how far one run's median can be trusted.
+    low, high = statistics.quantiles(paired, n=4)[::2] if len(paired) > 1 else (ratio, ratio)
     ratio_of_medians = median(trainer, "wall") / median(hand, "wall")
+    # Noise only ever adds time, so the fastest run of each is the least disturbed one.
+    ratio_of_fastest = min(t.wall for t in trainer) / min(h.wall for h in hand)
     cpu_ratio = statistics.median(t.cpu / h.cpu for t, h in zip(trainer, hand, strict=True))
     print(
         f"{name:>4}: hand-written {median(hand, 'wall') * 1e6:9.1f} us/step   "
-        f"trainer {median(trainer, 'wall') * 1e6:9.1f} us/step   paired ratio {ratio:.3f}   "
-        f"(ratio of medians {ratio_of_medians:.3f}, cpu-time ratio {cpu_ratio:.3f})"
+        f"trainer {median(trainer, 'wall') * 1e6:9.1f} us/step   paired ratio {ratio:.3f} "
+        f"(middle half {low:.3f}-{high:.3f}; ratio of medians {ratio_of_medians:.3f}, "
+        f"of the fastest runs {ratio_of_fastest:.3f}, cpu-time ratio {cpu_ratio:.3f})"
     )
     return ratio
 
