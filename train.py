@@ -94,7 +94,7 @@ def fit(
     # Typed config objects (project/schema.py) for the code that reads these groups.
     trainer_cfg, logger_cfg = typed("trainer", cfg.trainer), typed("logger", cfg.logger)
     checkpoint_cfg = typed("checkpoint", cfg.checkpoint)
-    if logger_cfg.mlflow and not logger_cfg.mlflow_uri:  # the file store beside the runs
+    if logger_cfg.mlflow and not logger_cfg.mlflow_uri:  # a SQLite store beside the runs
         logger_cfg.mlflow_uri = f"sqlite:///{Path(cfg.paths.log_dir).resolve() / 'mlflow.db'}"
     logger_cfg.wandb_project = logger_cfg.wandb_project or cfg.task_name
 

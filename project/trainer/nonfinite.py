@@ -67,10 +67,10 @@ def non_finite_weights_message(
 
 def first_non_finite(losses: list[Tensor], start: int) -> int | None:
     """Index of the first NaN or infinite loss in `losses[start:]`: one host read, of
-    the losses themselves, then tested in Python (a few dozen floats per check)."""
+    the losses since the last check themselves, then tested in Python."""
     if len(losses) <= start:
         return None
-    values = torch.stack(losses[start:]).tolist()
+    values = torch.stack(losses[start:]).flatten().tolist()  # a loss may be shaped (1,)
     return next((start + i for i, value in enumerate(values) if not math.isfinite(value)), None)
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from project.schema import LoggerConfig, TrainerConfig
-from project.trainer import ClassificationTrainer, base
+from project.trainer import ClassificationTrainer, base, nonfinite
 from tests.trainer.test_trainer import make_data
 
 HOST_READS = ("item", "__bool__", "tolist", "cpu")
@@ -141,3 +141,13 @@ def test_no_device_sync_between_sync_points_on_cuda():
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert trainer.global_step == 24
+
+
+def test_the_loss_check_finds_the_first_bad_loss_after_the_checked_ones():
+    losses = [torch.tensor(v) for v in (1.0, float("nan"), 2.0, float("inf"), 3.0)]
+    assert nonfinite.first_non_finite(losses, start=0) == 1
+    assert nonfinite.first_non_finite(losses, start=2) == 3  # the first two were checked
+    assert nonfinite.first_non_finite(losses, start=4) is None
+    assert nonfinite.first_non_finite(losses, start=5) is None  # nothing new since
+    shaped = [loss.view(1) for loss in losses]  # a task may return its loss shaped (1,)
+    assert nonfinite.first_non_finite(shaped, start=2) == 3
