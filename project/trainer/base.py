@@ -387,8 +387,11 @@ class BaseTrainer:
 
     def check_losses_finite(self, agree: bool) -> None:
         """`nan_policy=stop`: one host read of the losses since the last check, every
-        `log_every_n_steps` steps, before a save and at the epoch end; none in between."""
-        if not self.skip_non_finite:
+        `log_every_n_steps` steps, before a save and at the epoch end; none in between.
+        (`skip_batch` looked at each loss before its backward: they are only stacked.)"""
+        if self.skip_non_finite:
+            self.position.stack_new_losses()
+        else:
             nonfinite.check_losses(self, agree)
 
     def check_weights_finite(self) -> None:

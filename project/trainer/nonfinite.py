@@ -65,13 +65,9 @@ def non_finite_weights_message(
     )
 
 
-def first_non_finite(losses: list[Tensor], start: int) -> int | None:
-    """Index of the first NaN or infinite loss in `losses[start:]`: one host read, of
-    the losses since the last check themselves, then tested in Python."""
-    if len(losses) <= start:
-        return None
-    values = torch.stack(losses[start:]).flatten().tolist()  # a loss may be shaped (1,)
-    return next((start + i for i, value in enumerate(values) if not math.isfinite(value)), None)
+def first_non_finite(values: list[float]) -> int | None:
+    """Index of the first NaN or infinite value; the caller read them in one host read."""
+    return next((i for i, value in enumerate(values) if not math.isfinite(value)), None)
 
 
 def non_finite_weights(module: nn.Module) -> list[str]:
@@ -109,8 +105,10 @@ def check_losses(trainer: "BaseTrainer", agree: bool) -> None:
     the run stops naming the step where the first one was not. `agree`: under DDP, all
     ranks call this together and stop together."""
     position = trainer.position
-    bad = first_non_finite(position.losses, position.checked)
-    position.checked = len(position.losses)
+    start = position.checked
+    new_losses = position.stack_new_losses()
+    values = [] if new_losses is None else new_losses.tolist()
+    bad = first_non_finite(values)
     flagged = bad is not None
     if agree and trainer.process.distributed:
         flagged = any_rank(flagged, trainer.device)
@@ -120,10 +118,10 @@ def check_losses(trainer: "BaseTrainer", agree: bool) -> None:
         raise NonFiniteLoss("another rank's loss was NaN or infinite; training stopped")
     raise NonFiniteLoss(
         non_finite_loss_message(
-            position.losses[bad].float().mean().item(),
-            step=trainer.epoch_first_step + bad // trainer.accumulate_grad_batches + 1,
+            values[bad],
+            step=trainer.epoch_first_step + (start + bad) // trainer.accumulate_grad_batches + 1,
             epoch=trainer.epoch + 1,
-            batch=bad + 1,
+            batch=start + bad + 1,
             last_checkpoint=_last_good_checkpoint(trainer),
             lr=trainer.optimizer.param_groups[0]["lr"],
         )

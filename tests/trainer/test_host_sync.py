@@ -8,6 +8,7 @@ on CUDA the same run goes under `torch.cuda.set_sync_debug_mode("error")`.
 """
 
 import contextlib
+import math
 import os
 import sys
 
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from project.schema import LoggerConfig, TrainerConfig
 from project.trainer import ClassificationTrainer, base, nonfinite
+from project.trainer.position import EpochPosition
 from tests.trainer.test_trainer import make_data
 
 HOST_READS = ("item", "__bool__", "tolist", "cpu")
@@ -143,11 +145,29 @@ def test_no_device_sync_between_sync_points_on_cuda():
     assert trainer.global_step == 24
 
 
-def test_the_loss_check_finds_the_first_bad_loss_after_the_checked_ones():
-    losses = [torch.tensor(v) for v in (1.0, float("nan"), 2.0, float("inf"), 3.0)]
-    assert nonfinite.first_non_finite(losses, start=0) == 1
-    assert nonfinite.first_non_finite(losses, start=2) == 3  # the first two were checked
-    assert nonfinite.first_non_finite(losses, start=4) is None
-    assert nonfinite.first_non_finite(losses, start=5) is None  # nothing new since
-    shaped = [loss.view(1) for loss in losses]  # a task may return its loss shaped (1,)
-    assert nonfinite.first_non_finite(shaped, start=2) == 3
+def test_the_loss_check_reads_only_the_losses_added_since_the_last_check():
+    position = EpochPosition()
+    for value in (1.0, 2.0, float("nan"), 3.0, float("inf")):
+        position.add(torch.tensor(value).view(1), count=4)  # a loss may be shaped (1,)
+        if value == 2.0:
+            assert position.stack_new_losses().tolist() == [1.0, 2.0]
+    assert position.checked == 2
+    new = position.stack_new_losses().tolist()  # the batches from batch `checked` on
+    assert nonfinite.first_non_finite(new) == 0 and math.isinf(new[2])
+    assert position.checked == 5 and position.stack_new_losses() is None
+    assert nonfinite.first_non_finite([1.0, 2.0]) is None
+    # The epoch's losses, checked or not, stay whole and in order.
+    position.add(torch.tensor(4.0).view(1), count=4)
+    values = position.all_losses().tolist()
+    assert values[:2] == [1.0, 2.0] and math.isnan(values[2]) and values[3:] == [3.0, math.inf, 4.0]
+
+
+def test_the_epoch_loss_is_the_per_sample_mean_whatever_the_loss_shape_and_chunking():
+    for shape in ((), (1,)):
+        position = EpochPosition()
+        for value, count in ((1.0, 4), (2.0, 4), (3.0, 2)):
+            position.add(torch.tensor(value).view(shape), count)
+            if value == 1.0:
+                position.stack_new_losses()
+        loss_sum, samples, resumed = position.totals(torch.device("cpu"), trained_from=2).tolist()
+        assert (loss_sum, samples, resumed) == (18.0, 10.0, 2.0)
