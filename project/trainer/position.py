@@ -24,7 +24,11 @@ class EpochPosition:
     loss_chunks: list[Tensor] = field(default_factory=list)  # 1-D: the checked losses, in order
     new_losses: list[Tensor] = field(default_factory=list)  # each later batch's mean loss
     counts: list[int] = field(default_factory=list)  # each batch's sample count
-    checked: int = 0  # losses in loss_chunks, all verified finite
+
+    @property
+    def checked(self) -> int:
+        """How many of the epoch's losses were looked at by a NaN check (all finite)."""
+        return sum(len(chunk) for chunk in self.loss_chunks)
 
     def add(self, loss: Tensor, count: int) -> None:
         self.new_losses.append(loss.detach())
@@ -39,7 +43,6 @@ class EpochPosition:
         stacked = torch.stack(self.new_losses).flatten()  # a loss may be shaped (1,)
         self.loss_chunks.append(stacked)
         self.new_losses = []
-        self.checked += len(stacked)
         return stacked
 
     def all_losses(self) -> Tensor:
@@ -48,7 +51,7 @@ class EpochPosition:
         return torch.cat(self.loss_chunks + new)
 
     def reset(self) -> None:
-        self.batch, self.loss_chunks, self.new_losses, self.counts, self.checked = 0, [], [], [], 0
+        self.batch, self.loss_chunks, self.new_losses, self.counts = 0, [], [], []
 
     def totals(self, device: torch.device, trained_from: int) -> Tensor:
         """(loss sum, samples, samples from batch `trained_from` on), float64, on device."""
@@ -65,9 +68,8 @@ class EpochPosition:
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
         losses = state["losses"]
-        self.reset()
         self.batch = state["batch"]
-        if losses is not None:  # a checkpoint never holds a non-finite loss: all checked
-            self.loss_chunks = [losses.to(device).flatten()]
-            self.checked = len(self.loss_chunks[0])
+        # A checkpoint never holds a non-finite loss: all of them count as checked.
+        self.loss_chunks = [losses.to(device).flatten()] if losses is not None else []
+        self.new_losses = []
         self.counts = list(state["counts"])
