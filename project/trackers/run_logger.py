@@ -47,8 +47,9 @@ class RunLogger:
         """The trackers `settings` (a LoggerConfig) turns on, writing into `run_dir`
         (None: none, as on ranks other than 0). `purge_step`: a resumed run drops what the
         interrupted run logged from that step on, where the tracker can."""
-        trackers, flat_config = [], flatten_config(config or {})
-        if run_dir is not None:
+        trackers, flat_config = [], {}
+        if run_dir is not None:  # other ranks log nothing: no config to flatten
+            flat_config = flatten_config(config or {})
             openers = open_backends(settings, run_dir, purge_step, resumed_ids or {}, flat_config)
             for name, opener in openers:
                 try:
