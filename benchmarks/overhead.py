@@ -7,12 +7,13 @@ to a file, TensorBoard events every `log_every_n_steps`. The Trainer's time is i
 `fit()`, so end-of-epoch work (metric reduction, closing the event file) is included.
 
 Shared machines are noisy (identical loops here differed by up to 10% between repeats),
-so repeats are many and short and alternate between the two loops, each repeat being one
-hand-written run and one Trainer run back to back. The ratio reported is the median over
-repeats of trainer/hand-written wall-clock time per step within a repeat: a slow spell
-hits both halves of a pair. Beside it: the middle half of the paired ratios (how much one
-run's median can be trusted), and as cross-checks the ratio of the plain medians, of the
-fastest runs and of CPU time.
+so repeats are many and short. Each repeat runs the hand-written loop, the Trainer and the
+hand-written loop again, back to back, in rotating order. The ratio reported is the median
+over repeats of the Trainer's wall-clock time per step over the mean of that repeat's two
+hand-written runs: a slow spell hits all three. Beside it: the middle half of the paired
+ratios, the ratio of the plain medians, of the fastest runs and of CPU time, and the
+run's noise floor: the same paired ratio between the two hand-written runs, which differ
+only by chance. A Trainer ratio is only meaningful to about the width of that floor.
 
     python benchmarks/overhead.py [--repeats 31] [--mlp-steps 1500] [--cnn-steps 40]
 
@@ -109,35 +110,48 @@ def measure(
     loader = make_loader(inputs)
     assert len(loader) >= steps, "not enough data for the requested steps"
     initial = build_model()
-    hand, trainer = [], []
+    # The hand-written loop runs twice per repeat: the Trainer is compared with the mean of
+    # the two, and the two with each other show how far identical loops scatter in this
+    # run (its noise floor), the yardstick for reading the Trainer's ratio.
+    runs: dict[str, list[Timer]] = {"hand": [], "trainer": [], "hand again": []}
     for repeat in range(repeats + 1):  # the first round warms up allocators and caches
-        # Alternate which loop goes first, so neither always runs on a warmer cache.
-        order = [("hand", hand), ("trainer", trainer)][:: 1 if repeat % 2 else -1]
-        for kind, results in order:
+        # Rotate the order, so that no loop always runs first, on a warmer or colder cache.
+        kinds = list(runs)
+        for kind in kinds[repeat % 3 :] + kinds[: repeat % 3]:
             model = copy.deepcopy(initial)
-            if kind == "hand":
-                timer = hand_written(model, loader, steps)
-            else:
+            if kind == "trainer":
                 timer = with_trainer(model, loader, steps, workdir / f"{name}-{repeat}")
+            else:
+                timer = hand_written(model, loader, steps)
             if repeat > 0:
-                results.append(timer)
+                runs[kind].append(timer)
+    hand, trainer, again = runs["hand"], runs["trainer"], runs["hand again"]
 
     def median(timers: list[Timer], attribute: str) -> float:
         return statistics.median(getattr(timer, attribute) for timer in timers)
 
-    paired = [t.wall / h.wall for t, h in zip(trainer, hand, strict=True)]
+    def median_and_middle_half(ratios: list[float]) -> str:
+        middle = statistics.median(ratios)
+        low, high = statistics.quantiles(ratios, n=4)[::2] if len(ratios) > 1 else (middle,) * 2
+        return f"{middle:.3f} (middle half {low:.3f}-{high:.3f})"
+
+    both_hand = [(h.wall + a.wall) / 2 for h, a in zip(hand, again, strict=True)]
+    paired = [t.wall / h for t, h in zip(trainer, both_hand, strict=True)]
     ratio = statistics.median(paired)
-    # The middle half of the paired ratios: how far one run's median can be trusted.
-    low, high = statistics.quantiles(paired, n=4)[::2] if len(paired) > 1 else (ratio, ratio)
-    ratio_of_medians = median(trainer, "wall") / median(hand, "wall")
+    ratio_of_medians = median(trainer, "wall") / statistics.median(both_hand)
     # Noise only ever adds time, so the fastest run of each is the least disturbed one.
-    ratio_of_fastest = min(t.wall for t in trainer) / min(h.wall for h in hand)
-    cpu_ratio = statistics.median(t.cpu / h.cpu for t, h in zip(trainer, hand, strict=True))
+    ratio_of_fastest = min(t.wall for t in trainer) / min(h.wall for h in hand + again)
+    cpu_ratio = statistics.median(
+        2 * t.cpu / (h.cpu + a.cpu) for t, h, a in zip(trainer, hand, again, strict=True)
+    )
     print(
-        f"{name:>4}: hand-written {median(hand, 'wall') * 1e6:9.1f} us/step   "
-        f"trainer {median(trainer, 'wall') * 1e6:9.1f} us/step   paired ratio {ratio:.3f} "
-        f"(middle half {low:.3f}-{high:.3f}; ratio of medians {ratio_of_medians:.3f}, "
-        f"of the fastest runs {ratio_of_fastest:.3f}, cpu-time ratio {cpu_ratio:.3f})"
+        f"{name:>4}: hand-written {statistics.median(both_hand) * 1e6:9.1f} us/step   "
+        f"trainer {median(trainer, 'wall') * 1e6:9.1f} us/step\n"
+        f"      trainer / hand-written: paired ratio {median_and_middle_half(paired)}; "
+        f"ratio of medians {ratio_of_medians:.3f}, of the fastest runs "
+        f"{ratio_of_fastest:.3f}, cpu-time ratio {cpu_ratio:.3f}\n"
+        f"      noise floor, hand-written / hand-written: paired ratio "
+        f"{median_and_middle_half([a.wall / h.wall for h, a in zip(hand, again, strict=True)])}"
     )
     return ratio
 
