@@ -138,6 +138,7 @@ def measure(
     both_hand = [(h.wall + a.wall) / 2 for h, a in zip(hand, again, strict=True)]
     paired = [t.wall / h for t, h in zip(trainer, both_hand, strict=True)]
     ratio = statistics.median(paired)
+    noise_floor = [a.wall / h.wall for h, a in zip(hand, again, strict=True)]
     ratio_of_medians = median(trainer, "wall") / statistics.median(both_hand)
     # Noise only ever adds time, so the fastest run of each is the least disturbed one.
     ratio_of_fastest = min(t.wall for t in trainer) / min(h.wall for h in hand + again)
@@ -151,7 +152,7 @@ def measure(
         f"ratio of medians {ratio_of_medians:.3f}, of the fastest runs "
         f"{ratio_of_fastest:.3f}, cpu-time ratio {cpu_ratio:.3f}\n"
         f"      noise floor, hand-written / hand-written: paired ratio "
-        f"{median_and_middle_half([a.wall / h.wall for h, a in zip(hand, again, strict=True)])}"
+        f"{median_and_middle_half(noise_floor)}"
     )
     return ratio
 
