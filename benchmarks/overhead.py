@@ -15,14 +15,29 @@ ratios, the ratio of the plain medians, of the fastest runs and of CPU time, and
 run's noise floor: the same paired ratio between the two hand-written runs, which differ
 only by chance. A Trainer ratio is only meaningful to about the width of that floor.
 
-    python benchmarks/overhead.py [--repeats 31] [--mlp-steps 1500] [--cnn-steps 40]
+That floor is wide (a few %) because a whole run lasts long enough for a neighbour's load
+to change under it. So each model is also measured step by step: a hand-written step on its
+own copy of the model and its own batches runs just before each of the Trainer's steps,
+and the Trainer's step is the time from the end of one hand-written step to the start of
+the next (its loss, backward, optimizer, bookkeeping, logging and next batch). A slow spell
+then hits both halves of every pair. This covers the per-step path only, not `fit()`'s
+setup and epoch end (the whole-run ratio has those). Its control is the same pairing of
+the hand-written step with itself: the second step of each pair measures slightly slower
+(about 1-2% for the MLP), so the Trainer's step-by-step ratio is read against it.
 
-Ends with one line: `ratio mlp=<x> cnn=<y>` (Trainer time / hand-written time per step).
+    python benchmarks/overhead.py [--repeats 31] [--interleaved-repeats 7]
+                                  [--mlp-steps 1500] [--cnn-steps 40]
+
+Ends with two lines: `interleaved mlp=<x> cnn=<y> control mlp=<x> cnn=<y>` (the
+step-by-step ratios) and `ratio mlp=<x> cnn=<y>` (whole runs: Trainer time / hand-written
+time per step).
 """
 
 import argparse
 import contextlib
 import copy
+import functools
+import itertools
 import logging
 import os
 import statistics
@@ -71,25 +86,76 @@ class Timer:
         self.cpu = (time.process_time() - self.cpu) / self.steps
 
 
-def hand_written(model: nn.Module, loader: DataLoader, steps: int) -> Timer:
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+def sgd(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+
+def hand_written_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch) -> None:
+    inputs, targets = batch
+    loss = F.cross_entropy(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def hand_written(model: nn.Module, loader: DataLoader, steps: int, clock=None) -> Timer:
+    """The loop by hand. With a `clock`, a timed reference step runs before each step."""
+    optimizer = sgd(model)
     model.train()
     with Timer(steps) as timer:
-        for step, (inputs, targets) in enumerate(loader):
-            loss = F.cross_entropy(model(inputs), targets)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        for step, batch in enumerate(loader):
+            if clock is not None:
+                clock.reference_step()
+            hand_written_step(model, optimizer, batch)
             if step + 1 == steps:
                 break
     return timer
 
 
-def with_trainer(model: nn.Module, loader: DataLoader, steps: int, run_dir: Path) -> Timer:
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    trainer = ClassificationTrainer(
+class StepClock:
+    """Runs a hand-written reference step on its own model and batches each time it is
+    called, and times the steps in between (those of the loop under test) against it."""
+
+    def __init__(self, model: nn.Module, loader: DataLoader):
+        self.model, self.optimizer, self.batches = model.train(), sgd(model), iter(loader)
+        self.marks: list[tuple[float, float]] = []  # (start, end) of each reference step
+
+    def reference_step(self) -> None:
+        start = time.perf_counter()
+        hand_written_step(self.model, self.optimizer, next(self.batches))
+        self.marks.append((start, time.perf_counter()))
+
+    def ratio(self) -> float:
+        """Time between reference steps over time in them: the tested loop's step i runs
+        from the end of reference step i to the start of reference step i + 1."""
+        reference = sum(end - start for start, end in self.marks[:-1])
+        tested = sum(nxt - end for (_, end), (nxt, _) in itertools.pairwise(self.marks))
+        return tested / reference
+
+
+class ClockedTrainer(ClassificationTrainer):
+    """The Trainer with a reference step before each of its own (StepClock)."""
+
+    def __init__(self, *args, clock: StepClock, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def training_step(self, batch):
+        self.clock.reference_step()
+        return super().training_step(batch)
+
+
+def with_trainer(
+    model: nn.Module, loader: DataLoader, steps: int, run_dir: Path, clock=None
+) -> Timer:
+    """`Trainer.fit()` as in a default run. With a `clock`, a timed reference step runs
+    before each step (whole runs have none: they time the Trainer as users run it)."""
+    build = (
+        ClassificationTrainer if clock is None else functools.partial(ClockedTrainer, clock=clock)
+    )
+    trainer = build(
         model,
-        optimizer,
+        sgd(model),
         trainer_cfg=TrainerConfig(max_epochs=1, limit_train_batches=steps),
         logger_cfg=LoggerConfig(tensorboard=True, log_every_n_steps=50, progress_bar=True),
         device=torch.device("cpu"),
@@ -104,12 +170,41 @@ def with_trainer(model: nn.Module, loader: DataLoader, steps: int, run_dir: Path
     return timer
 
 
+def median_and_middle_half(ratios: list[float]) -> str:
+    middle = statistics.median(ratios)
+    low, high = statistics.quantiles(ratios, n=4)[::2] if len(ratios) > 1 else (middle,) * 2
+    return f"{middle:.3f} (middle half {low:.3f}-{high:.3f})"
+
+
+def interleaved(
+    name: str, initial: nn.Module, inputs: torch.Tensor, steps: int, repeats: int, workdir: Path
+) -> tuple[float, float]:
+    """Step-by-step ratios, Trainer and control (module docstring), medians over repeats."""
+    loader = make_loader(inputs)
+    ratios: dict[str, list[float]] = {"trainer": [], "control": []}
+    for repeat in range(repeats + 1):  # the first round warms up
+        for kind in ratios if repeat % 2 else reversed(ratios):
+            clock = StepClock(copy.deepcopy(initial), make_loader(inputs))
+            model = copy.deepcopy(initial)
+            if kind == "trainer":
+                with_trainer(model, loader, steps, workdir / f"{name}-clocked-{repeat}", clock)
+            else:
+                hand_written(model, loader, steps, clock)
+            if repeat > 0:
+                ratios[kind].append(clock.ratio())
+    print(
+        f"      step by step ({repeats} repeats), trainer / hand-written: "
+        f"{median_and_middle_half(ratios['trainer'])}; control, hand-written / hand-written: "
+        f"{median_and_middle_half(ratios['control'])}"
+    )
+    return statistics.median(ratios["trainer"]), statistics.median(ratios["control"])
+
+
 def measure(
-    name: str, build_model, inputs: torch.Tensor, steps: int, repeats: int, workdir: Path
+    name: str, initial: nn.Module, inputs: torch.Tensor, steps: int, repeats: int, workdir: Path
 ) -> float:
     loader = make_loader(inputs)
     assert len(loader) >= steps, "not enough data for the requested steps"
-    initial = build_model()
     # The hand-written loop runs twice per repeat: the Trainer is compared with the mean of
     # the two, and the two with each other show how far identical loops scatter in this
     # run (its noise floor), the yardstick for reading the Trainer's ratio.
@@ -129,11 +224,6 @@ def measure(
 
     def median(timers: list[Timer], attribute: str) -> float:
         return statistics.median(getattr(timer, attribute) for timer in timers)
-
-    def median_and_middle_half(ratios: list[float]) -> str:
-        middle = statistics.median(ratios)
-        low, high = statistics.quantiles(ratios, n=4)[::2] if len(ratios) > 1 else (middle,) * 2
-        return f"{middle:.3f} (middle half {low:.3f}-{high:.3f})"
 
     both_hand = [(h.wall + a.wall) / 2 for h, a in zip(hand, again, strict=True)]
     paired = [t.wall / h for t, h in zip(trainer, both_hand, strict=True)]
@@ -160,9 +250,12 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=31)
+    parser.add_argument("--interleaved-repeats", type=int, default=7)
     parser.add_argument("--mlp-steps", type=int, default=1500)
     parser.add_argument("--cnn-steps", type=int, default=40)
     args = parser.parse_args()
+    if min(args.mlp_steps, args.cnn_steps) < 2:  # a step-by-step ratio needs two reference steps
+        parser.error("--mlp-steps and --cnn-steps must be at least 2")
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -172,23 +265,25 @@ def main() -> None:
         print(
             f"torch {torch.__version__}, 1 thread, batch {BATCH}, medians of {args.repeats} repeats"
         )
-        mlp = measure(
-            "mlp",
-            tiny_mlp,
-            torch.randn((args.mlp_steps + 1) * BATCH, 32),
-            args.mlp_steps,
-            args.repeats,
-            Path(workdir),
-        )
-        cnn = measure(
-            "cnn",
-            lambda: SmallCNN(num_classes=10),
-            torch.randn((args.cnn_steps + 1) * BATCH, 3, 32, 32),
-            args.cnn_steps,
-            args.repeats,
-            Path(workdir),
-        )
-    print(f"ratio mlp={mlp:.3f} cnn={cnn:.3f}")
+        whole, step_by_step = {}, {}
+        for name, model, inputs, steps in (
+            ("mlp", tiny_mlp(), torch.randn((args.mlp_steps + 1) * BATCH, 32), args.mlp_steps),
+            (
+                "cnn",
+                SmallCNN(num_classes=10),
+                torch.randn((args.cnn_steps + 1) * BATCH, 3, 32, 32),
+                args.cnn_steps,
+            ),
+        ):
+            whole[name] = measure(name, model, inputs, steps, args.repeats, Path(workdir))
+            step_by_step[name] = interleaved(
+                name, model, inputs, steps, args.interleaved_repeats, Path(workdir)
+            )
+    print(
+        f"interleaved mlp={step_by_step['mlp'][0]:.3f} cnn={step_by_step['cnn'][0]:.3f} "
+        f"control mlp={step_by_step['mlp'][1]:.3f} cnn={step_by_step['cnn'][1]:.3f}"
+    )
+    print(f"ratio mlp={whole['mlp']:.3f} cnn={whole['cnn']:.3f}")
 
 
 if __name__ == "__main__":

@@ -17,16 +17,34 @@ def last_line(script: str, *arguments: str) -> str:
 @pytest.mark.slow  # ~30 s of repeated timing runs
 def test_overhead_benchmark_prints_its_ratio_line():
     result = run_script(
-        "benchmarks/overhead.py", "--repeats", "2", "--mlp-steps", "5", "--cnn-steps", "2"
-    )
+        "benchmarks/overhead.py", "--repeats", "2", "--interleaved-repeats", "2",
+        "--mlp-steps", "5", "--cnn-steps", "2",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
-    assert re.fullmatch(r"ratio mlp=\d+\.\d{3} cnn=\d+\.\d{3}", lines[-1])
-    # Each model's figure comes with the run's noise floor: the hand-written loop against
-    # itself, the yardstick for reading the Trainer's ratio.
+    figure = r"\d+\.\d{3}"
+    assert re.fullmatch(rf"ratio mlp={figure} cnn={figure}", lines[-1])
+    assert re.fullmatch(
+        rf"interleaved mlp={figure} cnn={figure} control mlp={figure} cnn={figure}", lines[-2]
+    )
+    # Each model's figures come with their yardsticks: the run's noise floor (the
+    # hand-written loop against itself) and the step-by-step control.
     floors = [line for line in lines if "noise floor, hand-written / hand-written" in line]
     assert len(floors) == 2
-    assert all(re.search(r"paired ratio \d+\.\d{3} \(middle half", line) for line in floors)
+    assert all(re.search(rf"paired ratio {figure} \(middle half", line) for line in floors)
+    step_by_step = [line for line in lines if "step by step (2 repeats)" in line]
+    assert len(step_by_step) == 2
+    assert all(
+        re.search(rf"trainer / hand-written: {figure} .*control, hand-written / hand-written: "
+                  rf"{figure} \(middle half", line)
+        for line in step_by_step
+    )  # fmt: skip
+
+
+def test_overhead_benchmark_needs_two_steps_for_its_step_by_step_ratio():
+    result = run_script("benchmarks/overhead.py", "--mlp-steps", "1")
+    assert result.returncode == 2
+    assert "--mlp-steps and --cnn-steps must be at least 2" in result.stderr
 
 
 def test_repvgg_benchmark_prints_its_speedup_line():
