@@ -23,7 +23,7 @@ the next (its loss, backward, optimizer, bookkeeping, logging and next batch). A
 then hits both halves of every pair. This covers the per-step path only, not `fit()`'s
 setup and epoch end (the whole-run ratio has those). Its control is the same pairing of
 the hand-written step with itself: the second step of each pair measures slightly slower
-(0.4-1.4% for the MLP in the runs of docs/benchmarks.md), so the Trainer's step-by-step
+(0.4-2.2% for the MLP in the runs of docs/benchmarks.md), so the Trainer's step-by-step
 ratio is read against it.
 
     python benchmarks/overhead.py [--repeats 31] [--interleaved-repeats 7]
